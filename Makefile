@@ -1,0 +1,36 @@
+# The README's commands. Each target creates .venv on first use (idempotent).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup demo test test-slow lint bench reproduce clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hf-ad demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check hf_ad scripts tests
+	$(BIN)/ruff format --check hf_ad scripts tests
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""The `hf-ad` command line: each subcommand is a thin call into the library.
+
+Every subcommand parses its own run-config dataclass with `transformers.HfArgumentParser`, so
+`hf-ad SUBCOMMAND --help` lists every field with its docstring help.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+# name -> (one-line help, function taking the remaining argv). Filled below, one entry per module.
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {}
+
+
+def command(name: str, help: str):
+    """Register `fn(argv)` as `hf-ad NAME`."""
+
+    def register(fn: Callable[[list[str]], int | None]):
+        COMMANDS[name] = (help, fn)
+        return fn
+
+    return register
+
+
+def parse_dataclass(config_cls, argv: list[str], prog: str):
+    """Parse `argv` into one `config_cls` instance (fields become --flags)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(config_cls, prog=prog)
+    (config,) = parser.parse_args_into_dataclasses(args=argv)
+    return config
+
+
+def _usage() -> str:
+    lines = ["usage: hf-ad COMMAND [--help] [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<10} {help}" for name, (help, _) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"hf-ad: unknown command {name!r}; expected one of {sorted(COMMANDS)}\n", file=sys.stderr)
+        print(_usage(), file=sys.stderr)
+        return 2
+    return COMMANDS[name][1](rest) or 0
+
+
+# --- subcommands (each one a few lines; the work happens in the library) ---------------------
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Names shared across the package: env ids, dataset columns, file names.
+
+Every string that more than one module needs lives here, so that a column or a file is never
+spelled two ways.
+"""
+
+# Environment ids (registered on `import hf_ad`).
+DARK_ROOM = "hf_ad/DarkRoom-v0"
+DARK_ROOM_HARD = "hf_ad/DarkRoomHard-v0"
+DARK_KEY_TO_DOOR = "hf_ad/DarkKeyToDoor-v0"
+BANDIT = "hf_ad/Bandit-v0"
+ENV_IDS = (DARK_ROOM, DARK_ROOM_HARD, DARK_KEY_TO_DOOR, BANDIT)
+
+# Learning-history dataset columns: one row per transition.
+HISTORY_ID = "history_id"
+TASK = "task"
+EPISODE = "episode"
+STEP = "step"
+OBSERVATION = "observation"
+ACTION = "action"
+REWARD = "reward"
+TERMINATED = "terminated"
+TRUNCATED = "truncated"
+HISTORY_COLUMNS = (HISTORY_ID, TASK, EPISODE, STEP, OBSERVATION, ACTION, REWARD, TERMINATED, TRUNCATED)
+
+# Files.
+DATASET_CARD = "README.md"
+MODEL_CARD = "README.md"
+DATA_DIR = "data"
+HISTORIES_METADATA = "hf_ad_histories.json"
+LEARNING_CURVE_PNG = "learning_curve.png"
+TRAIN_CONFIG = "train_config.json"
+RESULTS_JSON = "results.json"
+RESULTS_PNG = "returns.png"
+CHECKPOINTS_DIR = "checkpoints"
+FINAL_DIR = "final"
+
+# Pipeline task name (transformers.pipeline).
+PIPELINE_TASK = "in-context-rl"
