@@ -1,0 +1,106 @@
+"""The contract every source algorithm implements.
+
+A *learner* is a generator function
+
+    learn(env_id, tasks, config, env_kwargs=None) -> Iterator[EpisodeBlock]
+
+that runs one independent learner per entry of `tasks` (a list of task tuples, repeats allowed:
+two entries with the same task are two independent learning histories), all in lock-step on one
+batched env, and yields the transitions of episode 0, 1, 2, ... in order, one `EpisodeBlock` per
+episode, until `config.episodes` episodes have been played. Learners never subsample and never
+write: `keep_every` is applied by the data layer (`hf_ad.data.histories`), which also decides how
+many learners run in one batch and which seed each batch gets.
+
+Sources are registered by name in `hf_ad.sources.SOURCES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass
+class SourceConfig:
+    """Options every source shares; each source's config dataclass extends it."""
+
+    histories_per_task: int = field(
+        default=1, metadata={"help": "Independent learning histories (learners) per task."}
+    )
+    episodes: int = field(
+        default=100, metadata={"help": "Episodes per learning history, before subsampling."}
+    )
+    keep_every: int = field(
+        default=1,
+        metadata={
+            "help": "Keep every k-th episode (episodes 0, k, 2k, ...) when writing: the paper's "
+            "subsampling. Applied by the data layer, not by the learner."
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the learners' and the envs' randomness."})
+
+    def __post_init__(self):
+        for name in ("histories_per_task", "episodes", "keep_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass
+class EpisodeBlock:
+    """Every transition of one episode for N learners running in lock-step.
+
+    Row `n` belongs to learner `n` (the n-th entry of the `tasks` given to `learn`); column `t` is
+    step `t` of the episode. `observations[:, t]` is the observation the action `actions[:, t]` was
+    taken in; `rewards[:, t]`, `terminated[:, t]` and `truncated[:, t]` are what that step returned.
+
+    Args:
+        episode: index of the episode in each learner's history (0 = untrained start).
+        observations: `(N, L, *obs_shape)` observations before each action.
+        actions: `(N, L)` int64 actions.
+        rewards: `(N, L)` float32 rewards.
+        terminated: `(N, L)` bool.
+        truncated: `(N, L)` bool.
+    """
+
+    episode: int
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+
+    def __post_init__(self):
+        shape = self.actions.shape
+        if len(shape) != 2:
+            raise ValueError(f"actions must be (N, L), got shape {shape}")
+        for name in ("observations", "rewards", "terminated", "truncated"):
+            got = getattr(self, name).shape[:2]
+            if got != shape:
+                raise ValueError(f"{name} must start with (N, L) = {shape}, got shape {got}")
+
+    @property
+    def num_learners(self) -> int:
+        return self.actions.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.actions.shape[1]
+
+    @property
+    def returns(self) -> np.ndarray:
+        """`(N,)` float64 return of this episode for each learner."""
+        return self.rewards.sum(axis=1, dtype=np.float64)
+
+
+class LearnFn(Protocol):
+    def __call__(
+        self,
+        env_id: str,
+        tasks: list[tuple],
+        config: Any,
+        env_kwargs: dict | None = None,
+    ) -> Iterator[EpisodeBlock]: ...
