@@ -1,0 +1,106 @@
+"""Hub helpers shared by datasets and checkpoints: card rendering and folder-first publishing.
+
+Everything hf_ad publishes is first written as a local folder that is exactly the repo the hub
+would hold; `publish_folder` then only creates the repo and uploads that folder.
+
+Card templates are Jinja2 Markdown files in the repo's `dataset_cards/` and `model_cards/` folders.
+They are found next to the package in a source checkout or an editable install, and under
+`<sys.prefix>/share/hf_ad/` in a wheel install (pyproject ships them as `data-files`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hf_ad import constants
+
+REPO_TYPES = ("dataset", "model")
+
+
+def template_roots() -> list[Path]:
+    """Folders searched for card templates, first match wins."""
+    return [Path(__file__).resolve().parent.parent, Path(sys.prefix) / "share" / "hf_ad"]
+
+
+def find_template(template_name: str) -> Path:
+    """Path of a card template such as `"dataset_cards/histories.md"`.
+
+    Raises:
+        ValueError: no template root holds `template_name`.
+    """
+    roots = template_roots()
+    for root in roots:
+        path = root / template_name
+        if path.is_file():
+            return path
+    raise ValueError(f"card template {template_name!r} not found under any of {[str(r) for r in roots]}")
+
+
+def render_card(template_name: str, **values) -> str:
+    """Render a card template with Jinja2.
+
+    Templates follow huggingface_hub's convention (`DatasetCard.from_template`): the YAML header
+    goes in as a string named `card_data` between the `---` lines. Undefined variables raise, so a
+    template and its caller never drift apart silently.
+
+    Args:
+        template_name: path relative to a template root, e.g. `"dataset_cards/histories.md"`.
+        **values: the template's variables.
+
+    Returns:
+        The rendered Markdown.
+    """
+    import jinja2
+
+    path = find_template(template_name)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(path.parent)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    return env.get_template(path.name).render(**values)
+
+
+def publish_folder(
+    folder: str | Path,
+    repo_id: str,
+    repo_type: str,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Create `repo_id` on the hub if needed and upload `folder` to it as one commit.
+
+    Args:
+        folder: a local folder holding exactly the repo's files, with its `README.md` card.
+        repo_id: `"org/name"`.
+        repo_type: `"dataset"` or `"model"`.
+        private: create the repo private (ignored if it exists).
+        token: hub token; `None` uses the logged-in one.
+        commit_message: defaults to `"Upload with hf_ad"`.
+
+    Returns:
+        The URL of the commit.
+    """
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    if repo_type not in REPO_TYPES:
+        raise ValueError(f"repo_type must be one of {REPO_TYPES}, got {repo_type!r}")
+    if not folder.is_dir():
+        raise ValueError(f"cannot publish {str(folder)!r}: not a folder")
+    if not (folder / constants.DATASET_CARD).is_file():
+        raise ValueError(f"cannot publish {str(folder)!r}: it has no {constants.DATASET_CARD} card")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=folder,
+        repo_type=repo_type,
+        commit_message=commit_message or "Upload with hf_ad",
+    )
+    return str(getattr(commit, "commit_url", commit))
