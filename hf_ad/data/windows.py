@@ -1,0 +1,332 @@
+"""Training windows: runs of consecutive transitions cut from one learning history.
+
+Algorithm Distillation learns how a policy *improves*, so a training example must show the source
+algorithm across several episodes of one learning history: a window is `context` consecutive
+transitions of ONE history, starting at a random offset and running straight across episode
+boundaries (the first step of episode k carries the last action and reward of episode k-1, exactly
+as the streaming rollout feeds them). Windows are cut at load time and never stored.
+
+The model sees, per transition t of a window, the inputs of `ADModel.forward`:
+- `observations`: o_t;
+- `prev_actions`: a_{t-1}, or `num_actions` ("no previous action") at the first transition of a
+  history;
+- `prev_rewards`: r_{t-1}, or 0 at the first transition of a history;
+- `labels`: a_t, the action to predict; -100 (ignored by the loss) inside the optional lead-in.
+
+Segment length and lead-in. The model attends over a sliding window of `sliding_window`
+transitions with several layers, and the streaming rollout sees, at every step after the first
+`sliding_window`, a full window whose keys were themselves computed with context. Training on
+segments exactly one window long would show most positions a shorter context than streaming ever
+does, so the training code cuts segments longer than the window (by default `2 * sliding_window`):
+every position from `sliding_window - 1` on sees a full window, like streaming. The positions
+before that see a shorter, truncated context; `loss_lead_in` can leave the first positions out of
+the loss, except in windows that start at the very beginning of a history, where training and
+streaming start the same way and every position is exact. The default (no lead-in) keeps them: a
+truncated context is what the rollout itself has during its first episodes, and it doubles the
+labels per step at no extra compute.
+
+Everything is built from whole Arrow columns as numpy arrays (no per-row Python): history start
+offsets are computed once, a batch is a set of window start rows drawn from a seeded numpy
+Generator, and gathering is one fancy-indexing operation per column. `RandomWindowBatches` derives
+the Generator of batch b from `(seed, rank, b)` alone, so a run resumed at batch b draws exactly the
+batches the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from itertools import count
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from hf_ad import constants
+
+IGNORE_INDEX = -100  # label value ignored by the loss (torch cross-entropy's default)
+WINDOW_COLUMNS = (
+    constants.HISTORY_ID,
+    constants.TASK,
+    constants.OBSERVATION,
+    constants.ACTION,
+    constants.REWARD,
+)
+
+
+def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A whole Arrow column as one numpy array, `(N, *shape)` for (nested) fixed-length lists.
+
+    Lists are flattened level by level; every row of a list column must have the same length (one
+    observation shape per dataset).
+
+    Raises:
+        ValueError: rows of a list column have different lengths.
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    num_rows = len(array)
+    shape: list[int] = []
+    while (
+        pa.types.is_list(array.type)
+        or pa.types.is_large_list(array.type)
+        or pa.types.is_fixed_size_list(array.type)
+    ):
+        outer = len(array)
+        array = array.flatten()  # respects slices, unlike `.values`
+        size = len(array) // max(outer, 1)
+        if size * outer != len(array):
+            raise ValueError(f"list column rows have different lengths ({len(array)} values in {outer} rows)")
+        shape.append(size)
+    values = array.to_numpy(zero_copy_only=False)
+    return values.reshape(num_rows, *shape)
+
+
+def dataset_columns(dataset, columns: Sequence[str] = WINDOW_COLUMNS) -> dict[str, np.ndarray]:
+    """Columns of a `datasets.Dataset` as numpy arrays, read straight from its Arrow table.
+
+    `with_format("arrow")[:]` applies any selection or shuffle of the dataset and is zero-copy
+    otherwise.
+    """
+    missing = [name for name in columns if name not in dataset.column_names]
+    if missing:
+        raise ValueError(f"dataset lacks the columns {missing}; it has {dataset.column_names}")
+    table = dataset.with_format("arrow")[:]
+    return {name: column_to_numpy(table.column(name)) for name in columns}
+
+
+class HistoryWindows:
+    """Every window of `context` consecutive transitions inside one learning history.
+
+    Args:
+        columns: numpy arrays, one row per transition, keyed by the names in `WINDOW_COLUMNS`:
+            `history_id (N,)`, `task (N, K)`, `observation (N, *obs_shape)`, `action (N,)`,
+            `reward (N,)`. Rows of one history must be contiguous and in time order.
+        context: transitions per window.
+        num_actions: size of the action space; also the "no previous action" token.
+        tasks: keep only the histories whose task is one of these (the training tasks); `None` keeps
+            every history.
+        loss_lead_in: the first `loss_lead_in` positions of a window get the label -100 (left out of
+            the loss), except in windows that start at a history's first transition.
+
+    Raises:
+        ValueError: a history is split into several runs of rows, no history matches `tasks`, a kept
+            history is shorter than `context`, an action is outside `[0, num_actions)`, or an argument is
+            out of range.
+    """
+
+    def __init__(
+        self,
+        columns: dict[str, np.ndarray],
+        context: int,
+        num_actions: int,
+        tasks: Sequence[Sequence[Any]] | None = None,
+        loss_lead_in: int = 0,
+    ):
+        if not isinstance(context, int) or context < 1:
+            raise ValueError(f"context must be a positive integer, got {context!r}")
+        if not isinstance(loss_lead_in, int) or not 0 <= loss_lead_in < context:
+            raise ValueError(
+                f"loss_lead_in must be an integer in [0, context={context}), got {loss_lead_in!r}"
+            )
+        self.context = context
+        self.num_actions = int(num_actions)
+        self.loss_lead_in = loss_lead_in
+
+        history_id = np.asarray(columns[constants.HISTORY_ID])
+        actions = np.asarray(columns[constants.ACTION], dtype=np.int64)
+        if len(actions) and (actions.min() < 0 or actions.max() >= self.num_actions):
+            raise ValueError(
+                f"dataset actions span [{actions.min()}, {actions.max()}] but the model has num_actions="
+                f"{self.num_actions} (allowed: 0 to {self.num_actions - 1})"
+            )
+        observations = np.asarray(columns[constants.OBSERVATION])
+        if observations.dtype.kind == "f":
+            observations = observations.astype(np.float32, copy=False)
+        elif observations.dtype.kind in "iub":
+            observations = observations.astype(np.int64, copy=False)
+        rewards = np.asarray(columns[constants.REWARD], dtype=np.float32)
+        task = np.asarray(columns[constants.TASK])
+        task = task.reshape(len(task), -1)  # (N, K)
+
+        # History runs: rows of one history are contiguous, so a history starts where the id changes.
+        if len(history_id) == 0:
+            raise ValueError("the dataset holds no transition")
+        first_rows = np.flatnonzero(np.r_[True, history_id[1:] != history_id[:-1]])  # (H,)
+        if len(np.unique(history_id[first_rows])) != len(first_rows):
+            num_ids = len(np.unique(history_id))
+            raise ValueError(
+                f"rows of a learning history must be contiguous, but the {num_ids} history ids come in "
+                f"{len(first_rows)} separate runs of rows"
+            )
+        lengths = np.diff(np.r_[first_rows, len(history_id)])
+
+        # Shifted inputs over the whole table, once: a_{t-1} and r_{t-1}, reset at each history start.
+        self.observations = observations  # (N, *obs_shape)
+        self.actions = actions  # (N,)
+        self.prev_actions = np.r_[np.int64(self.num_actions), actions[:-1]].astype(np.int64)  # (N,)
+        self.prev_actions[first_rows] = self.num_actions
+        self.prev_rewards = np.r_[np.float32(0), rewards[:-1]].astype(np.float32)  # (N,)
+        self.prev_rewards[first_rows] = 0.0
+        self.is_history_start = np.zeros(len(actions), dtype=bool)  # (N,)
+        self.is_history_start[first_rows] = True
+
+        history_tasks = task[first_rows]  # (H, K)
+        keep = np.ones(len(first_rows), dtype=bool)
+        if tasks is not None:
+            wanted = np.asarray([list(t) for t in tasks], dtype=task.dtype).reshape(len(tasks), -1)  # (M, K)
+            if wanted.shape[1] != task.shape[1]:
+                raise ValueError(
+                    f"tasks have {wanted.shape[1]} entries each, the dataset's have {task.shape[1]}"
+                )
+            keep = (history_tasks[:, None, :] == wanted[None, :, :]).all(-1).any(-1)  # (H,)
+            if not keep.any():
+                raise ValueError(
+                    f"none of the {len(first_rows)} histories has one of the {len(wanted)} requested tasks "
+                    f"(first requested: {wanted[0].tolist()}; first in the data: "
+                    f"{history_tasks[0].tolist() if len(history_tasks) else None})"
+                )
+        self.history_ids = history_id[first_rows][keep]  # (H,)
+        self.history_tasks = history_tasks[keep]  # (H, K)
+        self.history_first_rows = first_rows[keep]  # (H,)
+        self.history_lengths = lengths[keep]  # (H,)
+        short = self.history_lengths < context
+        if short.any():
+            raise ValueError(
+                f"{int(short.sum())} of {len(short)} learning histories are shorter than context={context} "
+                f"transitions (shortest: {int(self.history_lengths.min())}); lower the context or generate "
+                f"longer histories"
+            )
+        # Window k of the flat list of all windows belongs to history h = searchsorted(ends, k, "right").
+        windows_per_history = self.history_lengths - context + 1  # (H,)
+        self._window_ends = np.cumsum(windows_per_history)  # (H,)
+        self._window_begins = self._window_ends - windows_per_history  # (H,)
+        self._positions = np.arange(context, dtype=np.int64)  # (T,)
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset,
+        context: int,
+        num_actions: int,
+        tasks: Sequence[Sequence[Any]] | None = None,
+        loss_lead_in: int = 0,
+    ) -> HistoryWindows:
+        """Windows over a histories `datasets.Dataset` (columns `hf_ad.constants.HISTORY_COLUMNS`)."""
+        return cls(dataset_columns(dataset), context, num_actions, tasks=tasks, loss_lead_in=loss_lead_in)
+
+    @property
+    def num_windows(self) -> int:
+        """Number of distinct windows (start rows) over the kept histories."""
+        return int(self._window_ends[-1])
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return tuple(self.observations.shape[1:])
+
+    def window_starts(self, window_indices: np.ndarray) -> np.ndarray:
+        """First row of each window, for indices in `[0, num_windows)`."""
+        window_indices = np.asarray(window_indices, dtype=np.int64)
+        history = np.searchsorted(self._window_ends, window_indices, side="right")  # (B,)
+        return self.history_first_rows[history] + window_indices - self._window_begins[history]  # (B,)
+
+    def sample_starts(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """`batch_size` window start rows, uniformly over all windows (so over all transitions)."""
+        return self.window_starts(rng.integers(0, self.num_windows, size=batch_size))
+
+    def history_of(self, starts: np.ndarray) -> np.ndarray:
+        """Index (into `history_ids`, `history_tasks`) of the history each start row belongs to."""
+        return np.searchsorted(self.history_first_rows, np.asarray(starts, dtype=np.int64), side="right") - 1
+
+    def gather(self, starts: np.ndarray) -> dict[str, torch.Tensor]:
+        """The model inputs of the windows starting at rows `starts`, as `ADModel.forward` keywords.
+
+        Returns:
+            `observations (B, T, *obs_shape)`, `prev_actions (B, T)` int64, `prev_rewards (B, T)`
+            float32 and `labels (B, T)` int64.
+        """
+        starts = np.asarray(starts, dtype=np.int64)  # (B,)
+        rows = starts[:, None] + self._positions[None, :]  # (B, T)
+        labels = self.actions[rows]  # (B, T)
+        if self.loss_lead_in:
+            lead_in = ~self.is_history_start[starts]  # (B,) windows that start mid-history
+            labels[lead_in, : self.loss_lead_in] = IGNORE_INDEX
+        return {
+            "observations": torch.from_numpy(self.observations[rows]),  # (B, T, *obs_shape)
+            "prev_actions": torch.from_numpy(self.prev_actions[rows]),  # (B, T)
+            "prev_rewards": torch.from_numpy(self.prev_rewards[rows]),  # (B, T)
+            "labels": torch.from_numpy(labels),  # (B, T)
+        }
+
+    def collate(self, starts: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
+        """`DataLoader` collate function: window start rows in, one batch of model inputs out."""
+        return self.gather(np.asarray(starts, dtype=np.int64))
+
+
+class RandomWindowBatches(torch.utils.data.IterableDataset):
+    """An endless stream of batches of window start rows, each batch a pure function of its index.
+
+    Batch `b` is drawn from `numpy.random.default_rng([seed, rank, b])`: different ranks see
+    different windows, a run restarted at `start_batch=b` continues exactly where it stopped, and
+    `DataLoader` workers (if any) split the batch indices round-robin, which the loader reassembles
+    in order. Use with `DataLoader(batches, batch_size=None, collate_fn=windows.collate)`.
+
+    Args:
+        windows: the windows to draw from.
+        batch_size: windows per batch.
+        seed: base seed of the run.
+        rank: process index (its own stream of batches).
+        start_batch: index of the first batch to yield.
+    """
+
+    def __init__(
+        self, windows: HistoryWindows, batch_size: int, seed: int, rank: int = 0, start_batch: int = 0
+    ):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.windows = windows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.start_batch = start_batch
+
+    def batch_starts(self, batch_index: int) -> np.ndarray:
+        """Window start rows of batch `batch_index`: `(batch_size,)` int64."""
+        rng = np.random.default_rng([self.seed, self.rank, batch_index])
+        return self.windows.sample_starts(rng, self.batch_size)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        worker = torch.utils.data.get_worker_info()
+        worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        for batch_index in count(self.start_batch + worker_id, num_workers):
+            yield self.batch_starts(batch_index)
+
+
+def window_loader(
+    windows: HistoryWindows,
+    batch_size: int,
+    seed: int,
+    rank: int = 0,
+    start_batch: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    """An endless `DataLoader` of window batches (see `RandomWindowBatches` for the seeding)."""
+    batches = RandomWindowBatches(windows, batch_size, seed=seed, rank=rank, start_batch=start_batch)
+    return torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        collate_fn=windows.collate,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "HistoryWindows",
+    "RandomWindowBatches",
+    "column_to_numpy",
+    "dataset_columns",
+    "window_loader",
+]
