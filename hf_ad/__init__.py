@@ -4,8 +4,8 @@ Importing the package registers the environments with gymnasium (`hf_ad/DarkRoom
 `ADConfig`/`ADModel` with `AutoConfig`/`AutoModel`, and the `in-context-rl` pipeline task.
 """
 
-from hf_ad import constants
+from hf_ad import constants, envs  # envs: registers the gymnasium envs on import
 
 __version__ = "0.1.0"
 
-__all__ = ["constants", "__version__"]
+__all__ = ["constants", "envs", "__version__"]

@@ -1,0 +1,36 @@
+"""The paper's environments as gymnasium envs, their batched versions, task splits and oracles.
+
+Importing this package registers `hf_ad/DarkRoom-v0`, `hf_ad/DarkRoomHard-v0`,
+`hf_ad/DarkKeyToDoor-v0` and `hf_ad/Bandit-v0` (ids in `hf_ad.constants`).
+"""
+
+from hf_ad.envs.bandit import BANDIT_DISTRIBUTIONS, BanditEnv
+from hf_ad.envs.dark_room import DarkRoomEnv
+from hf_ad.envs.grid import ACTION_NAMES, draw_path, greedy_action
+from hf_ad.envs.key_to_door import DarkKeyToDoorEnv
+from hf_ad.envs.registration import env_spec, register_envs
+from hf_ad.envs.tasks import all_tasks, optimal_return, random_return, sample_bandit_tasks, task_split
+from hf_ad.envs.vector import BanditVectorEnv, DarkKeyToDoorVectorEnv, DarkRoomVectorEnv, make_vector_env
+
+register_envs()
+
+__all__ = [
+    "ACTION_NAMES",
+    "BANDIT_DISTRIBUTIONS",
+    "BanditEnv",
+    "BanditVectorEnv",
+    "DarkKeyToDoorEnv",
+    "DarkKeyToDoorVectorEnv",
+    "DarkRoomEnv",
+    "DarkRoomVectorEnv",
+    "all_tasks",
+    "draw_path",
+    "env_spec",
+    "greedy_action",
+    "make_vector_env",
+    "optimal_return",
+    "random_return",
+    "register_envs",
+    "sample_bandit_tasks",
+    "task_split",
+]

@@ -1,0 +1,133 @@
+"""Dark Room and Dark Room Hard (Laskin et al., 2023, section 4.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from hf_ad.envs import grid
+
+
+class DarkRoomEnv(gym.Env):
+    """Find an invisible goal in an empty square room, seeing only your own position.
+
+    ## Description
+    The agent starts every episode at the centre cell `(size // 2, size // 2)` of a `size` x `size`
+    room and must find a goal cell it cannot see. The task is the goal `(goal_x, goal_y)`; the same
+    goal stays for every episode until a new one is given, so an agent can learn it across
+    episodes. Registered as `hf_ad/DarkRoom-v0` (9 x 9, 20 steps: the paper's Dark Room, 81 goals)
+    and `hf_ad/DarkRoomHard-v0` (`size=17, reward_once=True`, 20 steps, 289 goals).
+
+    Coordinates: `(0, 0)` is the top-left cell, `x` grows to the right and `y` downwards.
+
+    ## Action Space
+    `Discrete(5)`, in the paper's order: 0 left (x - 1), 1 right (x + 1), 2 up (y - 1), 3 down
+    (y + 1), 4 no-op. A move into a wall leaves the agent where it is. Any other action raises
+    `ValueError`.
+
+    ## Observation Space
+    `MultiDiscrete([size, size])`: an int64 array `(x, y)` of the agent's own cell, and nothing else
+    (the goal is never observed).
+
+    ## Rewards
+    After each move, 1 if the agent stands on the goal, else 0: on every such step for Dark Room
+    (the optimal return is 21 - d for a goal at Manhattan distance d > 0 from the centre and 20 for
+    the centre goal), or only the first time in the episode with `reward_once=True` (Dark Room Hard,
+    optimal return 1). Rewards are given by `step` only, so a goal at the centre pays from the first
+    step on, not at `reset`.
+
+    ## Episode End
+    The episode never terminates. It is truncated after 20 steps by the `TimeLimit` that
+    `gymnasium.make` adds (`max_episode_steps=20` in the registration, for both ids).
+
+    ## Arguments
+    - `goal` (or its alias `task`): the goal `(x, y)`, or `None` to draw one uniformly from
+      `self.np_random` at the first `reset` and again at every `reset(seed=...)`; the goal is kept
+      across other resets. `reset(options={"task": (x, y)})` sets a new goal.
+    - `size`: side of the room (default 9).
+    - `reward_once`: reward only the first arrival on the goal per episode (default False).
+    - `render_mode`: `"ansi"` (text: `#` walls, `A` agent, `G` goal, `@` agent on the goal) or
+      `"rgb_array"`.
+
+    ```python
+    env = gym.make("hf_ad/DarkRoom-v0", goal=(2, 7))
+    observation, info = env.reset(seed=0)  # array([4, 4])
+    ```
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        goal: tuple[int, int] | None = None,
+        task: tuple[int, int] | None = None,
+        size: int = 9,
+        reward_once: bool = False,
+        render_mode: str | None = None,
+    ):
+        self.size = grid.check_size(size)
+        if goal is not None and task is not None and tuple(goal) != tuple(task):
+            raise ValueError(f"goal={goal!r} and task={task!r} disagree; pass only one of them")
+        task = goal if goal is not None else task
+        self.reward_once = bool(reward_once)
+        self.start = (self.size // 2, self.size // 2)
+        self.observation_space = gym.spaces.MultiDiscrete([self.size, self.size], dtype=np.int64)
+        self.action_space = gym.spaces.Discrete(grid.NUM_ACTIONS)
+        self.render_mode = grid.check_render_mode(render_mode, self.metadata["render_modes"])
+        self._given_goal = None if task is None else self.check_task(task)
+        self.goal = self._given_goal
+        self._x, self._y = self.start
+        self._rewarded = False
+
+    @property
+    def task(self) -> tuple[int, int] | None:
+        """The current goal `(x, y)` (`None` before the first reset when no goal was given)."""
+        return self.goal
+
+    def check_task(self, task: object) -> tuple[int, int]:
+        """Return `task` as a goal `(x, y)` of Python ints, or raise `ValueError`."""
+        return grid.check_cells(task, self.size, 1, "goal")
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        task = options.pop("task", None)
+        if options:
+            raise ValueError(f"unknown reset options {sorted(options)}; the only option is 'task'")
+        if task is not None:
+            self.goal = self._given_goal = self.check_task(task)
+        elif self._given_goal is None and (seed is not None or self.goal is None):
+            self.goal = tuple(int(v) for v in self.np_random.integers(self.size, size=2))
+        self._x, self._y = self.start
+        self._rewarded = False
+        return self._observation(), {}
+
+    def step(self, action):
+        action = grid.check_action(action)
+        self._x, self._y = grid.move(self._x, self._y, action, self.size)
+        on_goal = (self._x, self._y) == self.goal
+        reward = float(on_goal and not (self.reward_once and self._rewarded))
+        self._rewarded |= on_goal
+        return self._observation(), reward, False, False, {}
+
+    def render(self):
+        return draw_dark_room(self.render_mode, self.size, self.goal, (self._x, self._y))
+
+    def _observation(self) -> np.ndarray:
+        return np.array((self._x, self._y), dtype=np.int64)
+
+
+def draw_dark_room(
+    render_mode: str | None, size: int, goal: tuple[int, int] | None, agent: tuple[int, int]
+) -> str | np.ndarray | None:
+    """One frame of a Dark Room: text for `"ansi"`, an `(H, W, 3)` uint8 image for `"rgb_array"`."""
+    if render_mode == "ansi":
+        marks = {} if goal is None else {goal: "G"}
+        marks[agent] = "@" if agent == goal else "A"
+        return grid.draw_text(size, marks)
+    if render_mode == "rgb_array":
+        items = [] if goal is None else [(goal, "goal")]
+        return grid.draw_rgb(size, [*items, (agent, "agent")])
+    return None

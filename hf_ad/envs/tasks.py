@@ -1,0 +1,180 @@
+"""Task sets, train/test splits and the exact return oracles used to normalise scores.
+
+Splits are deterministic and stable across versions: they depend only on the seed through
+`numpy.random.default_rng(seed).random(...)` (a PCG64 stream numpy keeps fixed), never on Python's
+`hash`, and are returned sorted. Sizes with `seed=0` (or any seed):
+
+| env | tasks | train | test (held out) |
+|---|---|---|---|
+| `hf_ad/DarkRoom-v0` | 81 goals | 65 | 16 (20%) |
+| `hf_ad/DarkRoomHard-v0` | 289 goals | 231 | 58 (20%) |
+| `hf_ad/DarkKeyToDoor-v0` | 6480 (key != door) | 1800 | 4680 (the paper: "< 2k seen in training") |
+| `hf_ad/Bandit-v0` | continuous | 1000 from `odd` | 200 from `even` |
+
+The bandit split follows the paper's adversarial bandit: train on the `odd` distribution, test on
+`even`; the third condition, `uniform`, comes from `sample_bandit_tasks("uniform", ...)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.envs.registration import load_env_creator
+
+from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD
+from hf_ad.envs import grid
+from hf_ad.envs.bandit import sample_arm_means
+from hf_ad.envs.registration import env_spec
+
+TEST_FRACTION = {DARK_ROOM: 0.2, DARK_ROOM_HARD: 0.2}
+KEY_TO_DOOR_TRAIN_TASKS = 1800
+BANDIT_TRAIN_TASKS, BANDIT_TEST_TASKS = 1000, 200
+
+
+def _resolve(env_id: str, env_kwargs: dict[str, Any]):
+    """An env built from the registration's kwargs updated with `env_kwargs`, and its episode length."""
+    spec = env_spec(env_id)
+    kwargs = {**spec.kwargs, **env_kwargs}
+    kwargs.pop("render_mode", None)
+    max_episode_steps = kwargs.pop("max_episode_steps", spec.max_episode_steps)
+    return load_env_creator(spec.entry_point)(**kwargs), max_episode_steps
+
+
+def all_tasks(env_id: str, **env_kwargs) -> list[tuple]:
+    """Every task of a grid env, sorted: all goals, or all (key, door) pairs with key != door."""
+    env, _ = _resolve(env_id, env_kwargs)
+    if env_id == BANDIT:
+        raise ValueError(f"{env_id} has continuous tasks; draw them with sample_bandit_tasks(...)")
+    cells = [tuple(int(v) for v in xy) for xy in grid.cell_coordinates(env.size)]
+    if env_id == DARK_KEY_TO_DOOR:
+        return sorted((*key, *door) for key in cells for door in cells if key != door)
+    return sorted(cells)
+
+
+def sample_bandit_tasks(
+    distribution: str, num_tasks: int, seed: int = 0, num_arms: int = 10
+) -> list[tuple[float, ...]]:
+    """Draw bandit tasks (tuples of arm means) from `"odd"`, `"even"` or `"uniform"`.
+
+    See `hf_ad.envs.bandit.sample_arm_means` for the distributions (the best arm has the preferred
+    parity 95% of the time; arm indices are 0-based).
+    """
+    return _bandit_tasks(np.random.default_rng(seed), distribution, num_tasks, num_arms)
+
+
+def _bandit_tasks(rng: np.random.Generator, distribution: str, num_tasks: int, num_arms: int = 10):
+    return [tuple(row) for row in sample_arm_means(rng, distribution, num_tasks, num_arms).tolist()]
+
+
+def task_split(env_id: str, seed: int = 0) -> tuple[list[tuple], list[tuple]]:
+    """Deterministic, disjoint `(train_tasks, test_tasks)` for one env id (sizes in the module docstring)."""
+    if env_id == BANDIT:
+        train = _bandit_tasks(np.random.default_rng([seed, 0]), "odd", BANDIT_TRAIN_TASKS)
+        test = _bandit_tasks(np.random.default_rng([seed, 1]), "even", BANDIT_TEST_TASKS)
+        seen = set(train)
+        return train, [task for task in test if task not in seen]
+    tasks = all_tasks(env_id)
+    if env_id == DARK_KEY_TO_DOOR:
+        num_train = KEY_TO_DOOR_TRAIN_TASKS
+    else:
+        num_train = len(tasks) - round(TEST_FRACTION[env_id] * len(tasks))
+    order = np.argsort(np.random.default_rng(seed).random(len(tasks)), kind="stable")
+    train = sorted(tasks[i] for i in order[:num_train])
+    test = sorted(tasks[i] for i in order[num_train:])
+    return train, test
+
+
+def optimal_return(env_id: str, task, **env_kwargs) -> float:
+    """The exact best expected return of one episode of `task`.
+
+    Dark Room: `T - max(d, 1) + 1` for a goal at Manhattan distance `d` from the start (T = 20:
+    21 - d, and 20 for the centre goal); with `reward_once`, 1 if the goal is reachable in T steps.
+    Key-to-Door: the average over the uniformly drawn start cells of 1 per reachable reward (key
+    first, then door) on shortest paths; 2 for every 9 x 9 task. Bandit: the largest arm mean
+    (one pull per episode). In an open room the Manhattan distance is the BFS distance.
+
+    Args:
+        env_id: one of `hf_ad.constants.ENV_IDS`.
+        task: a task of that env.
+        env_kwargs: override the registration (e.g. `size`, `max_episode_steps`).
+    """
+    env, horizon = _resolve(env_id, env_kwargs)
+    task = env.check_task(task)
+    if env_id == BANDIT:
+        return float(max(task))
+    horizon = _check_horizon(horizon)
+    if env_id in (DARK_ROOM, DARK_ROOM_HARD):
+        steps = max(_manhattan(env.start, task), 1)  # standing on the goal pays from step 1
+        if steps > horizon:
+            return 0.0
+        return 1.0 if env.reward_once else float(horizon - steps + 1)
+    key, door = task[:2], task[2:]
+    total = 0.0
+    for start in grid.cell_coordinates(env.size).tolist():
+        to_key = max(_manhattan(start, key), 1)
+        total += (to_key <= horizon) + (to_key + _manhattan(key, door) <= horizon)
+    return total / env.size**2
+
+
+def random_return(env_id: str, task, **env_kwargs) -> float:
+    """The exact expected return of one episode of `task` under the uniformly random policy.
+
+    Grid envs: dynamic programming over the distribution of the random walk's cell (moves into a
+    wall stay put), with the goal absorbing for `reward_once` and a key-held phase for
+    Key-to-Door (start cells uniform). Bandit: the mean of the arm means.
+
+    Args:
+        env_id: one of `hf_ad.constants.ENV_IDS`.
+        task: a task of that env.
+        env_kwargs: override the registration (e.g. `size`, `max_episode_steps`).
+    """
+    env, horizon = _resolve(env_id, env_kwargs)
+    task = env.check_task(task)
+    if env_id == BANDIT:
+        return float(np.mean(task))
+    horizon = _check_horizon(horizon)
+    walk = _random_walk_matrix(env.size)  # (n, n)
+    size = env.size
+    if env_id in (DARK_ROOM, DARK_ROOM_HARD):
+        goal = task[1] * size + task[0]
+        cell = np.zeros(size * size)
+        cell[env.start[1] * size + env.start[0]] = 1.0
+        total = 0.0
+        for _ in range(horizon):
+            cell = cell @ walk
+            total += cell[goal]
+            if env.reward_once:
+                cell[goal] = 0.0  # rewarded once: stop counting this mass
+        return float(total)
+    key, door = task[1] * size + task[0], task[3] * size + task[2]
+    no_key = np.full(size * size, 1.0 / size**2)  # probability of (cell, key not held)
+    with_key = np.zeros(size * size)  # probability of (cell, key held, door not opened)
+    total = 0.0
+    for _ in range(horizon):
+        no_key, with_key = no_key @ walk, with_key @ walk
+        picked, opened = no_key[key], with_key[door]
+        total += picked + opened
+        with_key[door] = 0.0  # door opened: nothing more to earn
+        with_key[key] += picked
+        no_key[key] = 0.0
+    return float(total)
+
+
+def _manhattan(a, b) -> int:
+    return abs(a[0] - b[0]) + abs(a[1] - b[1])
+
+
+def _check_horizon(horizon: int | None) -> int:
+    if horizon is None or horizon < 1:
+        raise ValueError(f"returns need a finite episode length; got max_episode_steps={horizon!r}")
+    return int(horizon)
+
+
+def _random_walk_matrix(size: int) -> np.ndarray:
+    """`(n, n)` transition matrix of the uniformly random policy over the grid's flat cells."""
+    next_cell = grid.next_cell_table(size)  # (n, A)
+    walk = np.zeros((size * size, size * size))
+    for action in range(grid.NUM_ACTIONS):
+        np.add.at(walk, (np.arange(size * size), next_cell[:, action]), 1.0 / grid.NUM_ACTIONS)
+    return walk
