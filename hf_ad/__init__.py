@@ -4,8 +4,15 @@ Importing the package registers the environments with gymnasium (`hf_ad/DarkRoom
 `ADConfig`/`ADModel` with `AutoConfig`/`AutoModel`, and the `in-context-rl` pipeline task.
 """
 
+from transformers import AutoConfig, AutoModel
+
 from hf_ad import constants, envs  # envs: registers the gymnasium envs on import
+from hf_ad.configuration_ad import ADConfig
+from hf_ad.modeling_ad import ADModel, ADOutput
+
+AutoConfig.register(ADConfig.model_type, ADConfig, exist_ok=True)
+AutoModel.register(ADConfig, ADModel, exist_ok=True)
 
 __version__ = "0.1.0"
 
-__all__ = ["constants", "envs", "__version__"]
+__all__ = ["constants", "envs", "ADConfig", "ADModel", "ADOutput", "__version__"]
