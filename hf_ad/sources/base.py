@@ -82,6 +82,22 @@ class EpisodeBlock:
             if got != shape:
                 raise ValueError(f"{name} must start with (N, L) = {shape}, got shape {got}")
 
+    @classmethod
+    def from_steps(cls, episode: int, steps: list[tuple]) -> EpisodeBlock:
+        """Stack per-step `(observations (N, ...), actions (N,), rewards (N,), terminated (N,),
+        truncated (N,))` tuples, in time order, into one block."""
+        observations, actions, rewards, terminated, truncated = (
+            np.stack(x, axis=1) for x in zip(*steps, strict=True)
+        )
+        return cls(
+            episode=episode,
+            observations=observations,
+            actions=actions.astype(np.int64, copy=False),
+            rewards=rewards.astype(np.float32, copy=False),
+            terminated=terminated.astype(bool, copy=False),
+            truncated=truncated.astype(bool, copy=False),
+        )
+
     @property
     def num_learners(self) -> int:
         return self.actions.shape[0]
@@ -94,6 +110,43 @@ class EpisodeBlock:
     def returns(self) -> np.ndarray:
         """`(N,)` float64 return of this episode for each learner."""
         return self.rewards.sum(axis=1, dtype=np.float64)
+
+
+MAX_EPISODE_STEPS = 1_000_000
+
+
+def check_lock_step(terminated: np.ndarray, truncated: np.ndarray, steps: int) -> bool:
+    """Whether the episodes of a lock-step batch ended on this step (its `steps`-th).
+
+    Raises:
+        RuntimeError: some learners' episodes ended and others did not (hf_ad's envs have fixed
+            episode lengths, which is what keeps a batch in lock-step), or an episode ran past
+            `MAX_EPISODE_STEPS`.
+    """
+    done = terminated | truncated
+    if done.all():
+        return True
+    if done.any():
+        raise RuntimeError(
+            f"episodes of a lock-step batch ended at different steps ({int(done.sum())} of {done.size} "
+            f"after {steps} steps); sources need fixed-length episodes"
+        )
+    if steps >= MAX_EPISODE_STEPS:
+        raise RuntimeError(f"an episode ran past {MAX_EPISODE_STEPS} steps without ending")
+    return False
+
+
+def final_observations(info: dict) -> np.ndarray:
+    """`(N, *obs_shape)` last observations of the episodes that all ended on this step.
+
+    With same-step autoreset the step's returned observations already start the next episode;
+    the ones the episodes ended in are in `info["final_obs"]` (an object array in gymnasium's
+    convention, or a stacked array).
+    """
+    final = info["final_obs"]
+    if isinstance(final, np.ndarray) and final.dtype != object:
+        return final
+    return np.stack(list(final))
 
 
 class LearnFn(Protocol):
