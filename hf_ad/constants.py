@@ -34,6 +34,8 @@ RESULTS_JSON = "results.json"
 RESULTS_PNG = "returns.png"
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "final"
+TRAINER_STATE = "trainer_state.json"  # step, wall time, loss: in each checkpoint and in final/
+LOGS_DIR = "logs"
 
 # Pipeline task name (transformers.pipeline).
 PIPELINE_TASK = "in-context-rl"
