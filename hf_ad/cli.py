@@ -54,5 +54,31 @@ def main(argv: list[str] | None = None) -> int:
 # --- subcommands (each one a few lines; the work happens in the library) ---------------------
 
 
+@command("generate", "generate a learning-histories dataset (a hub dataset repo folder)")
+def generate(argv: list[str]) -> int:
+    from hf_ad.data.histories import generate_histories, parse_generate_args
+
+    config, source_config = parse_generate_args(argv, prog="hf-ad generate")
+    folder = generate_histories(config, source_config, progress=True)
+    print(f"histories written to {folder}")
+    return 0
+
+
+@command("train", "train an AD model on a histories dataset, in one process (see scripts/train.py)")
+def train(argv: list[str]) -> int:
+    from hf_ad.training import TrainConfig, train
+
+    print(f"final model written to {train(parse_dataclass(TrainConfig, argv, prog='hf-ad train'))}")
+    return 0
+
+
+@command("publish", "upload a folder (--dataset FOLDER, ...) to the hub: create_repo + upload_folder")
+def publish(argv: list[str]) -> int:
+    from hf_ad import hub
+
+    print(hub.publish(parse_dataclass(hub.PublishConfig, argv, prog="hf-ad publish")))
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())

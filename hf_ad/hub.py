@@ -10,7 +10,9 @@ They are found next to the package in a source checkout or an editable install, 
 
 from __future__ import annotations
 
+import importlib
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_ad import constants
@@ -104,3 +106,38 @@ def publish_folder(
         commit_message=commit_message or "Upload with hf_ad",
     )
     return str(getattr(commit, "commit_url", commit))
+
+
+# `hf-ad publish --KIND FOLDER`: KIND -> (module, function(folder, repo_id, private, token) -> URL).
+# Each kind validates its folder and refreshes its card (which names the repo) before uploading.
+PUBLISHERS: dict[str, tuple[str, str]] = {
+    "dataset": ("hf_ad.data.histories", "publish_histories"),
+}
+
+
+@dataclass
+class PublishConfig:
+    """`hf-ad publish`: upload one local folder (a histories dataset or a checkpoint) to the hub."""
+
+    repo_id: str = field(metadata={"help": "Hub repo to create or update, 'org/name'."})
+    dataset: str | None = field(
+        default=None, metadata={"help": "A histories dataset folder written by `hf-ad generate`."}
+    )
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+
+    def folders(self) -> dict[str, str]:
+        """The folders given, by kind (a field named after each kind of `PUBLISHERS`)."""
+        return {kind: getattr(self, kind) for kind in PUBLISHERS if getattr(self, kind, None)}
+
+
+def publish(config: PublishConfig) -> str:
+    """Publish the one folder `config` names with its kind's publisher; returns the commit URL."""
+    folders = config.folders()
+    if len(folders) != 1:
+        flags = " or ".join(f"--{kind} FOLDER" for kind in PUBLISHERS)
+        raise ValueError(f"give exactly one of {flags}, got {sorted(folders) or 'none'}")
+    ((kind, folder),) = folders.items()
+    module_name, function_name = PUBLISHERS[kind]
+    publisher = getattr(importlib.import_module(module_name), function_name)
+    return publisher(folder, config.repo_id, private=config.private, token=config.token)

@@ -1,0 +1,229 @@
+"""Histories datasets: features, writing, resuming, validation, reading back three ways, the card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import gymnasium as gym
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datasets import Features, List, Value, load_dataset
+
+from hf_ad import constants
+from hf_ad.data import histories
+from hf_ad.data.histories import GenerateConfig, generate_histories, load_histories, validate_histories
+from hf_ad.sources.experts import ExpertConfig
+from hf_ad.sources.q_learning import QLearningConfig
+
+EPISODES, KEEP_EVERY, SHARD = 12, 5, 24  # Dark Room: 65 train + 16 test goals -> 3 + 1 shards
+
+
+def _generate(out, **overrides):
+    config = GenerateConfig(out=str(out), tasks="all", learners_per_shard=SHARD)
+    source = QLearningConfig(
+        histories_per_task=1, episodes=EPISODES, keep_every=KEEP_EVERY, seed=3, **overrides
+    )
+    return generate_histories(config, source, progress=False)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return _generate(tmp_path_factory.mktemp("histories") / "darkroom")
+
+
+def test_features_follow_the_spaces():
+    grid = histories.history_features(gym.spaces.MultiDiscrete([9, 9]), [(1, 2), (3, 4)])
+    assert grid[constants.OBSERVATION] == List(Value("int64"), length=2)
+    assert grid[constants.TASK] == List(Value("int64"), length=2)
+    bandit = histories.history_features(gym.spaces.Discrete(1), [(0.1, 0.9, 0.5)])
+    assert bandit[constants.OBSERVATION] == Value("int64")
+    assert bandit[constants.TASK] == List(Value("float32"), length=3)
+    box = histories.history_features(gym.spaces.Box(0, 1, (3,), np.float32), [(1,)])
+    assert box[constants.OBSERVATION] == List(Value("float32"), length=3)
+    assert list(grid) == list(constants.HISTORY_COLUMNS)
+    with pytest.raises(ValueError, match="same length"):
+        histories.history_features(gym.spaces.Discrete(2), [(1, 2), (1, 2, 3)])
+
+
+def test_layout_and_metadata(folder):
+    metadata = json.loads((folder / constants.HISTORIES_METADATA).read_text())
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    shard_files = [s["file"] for s in metadata["shards"]]
+    expected = [
+        constants.DATASET_CARD,
+        constants.HISTORIES_METADATA,
+        constants.LEARNING_CURVE_PNG,
+        *shard_files,
+    ]
+    assert files == sorted(expected)
+    assert shard_files == [f"data/train-0000{i}-of-00003.parquet" for i in range(3)] + [
+        "data/test-00000-of-00001.parquet"
+    ]
+    assert metadata["complete"] and metadata["env_id"] == constants.DARK_ROOM
+    assert metadata["generator_config"]["keep_every"] == KEEP_EVERY
+    assert len(metadata["task_split"]["train"]) == metadata["splits"]["train"]["num_tasks"] == 65
+    assert len(metadata["learning_curve"]["train"]["mean_return"]) == EPISODES
+    assert Features.from_dict(metadata["features"])[constants.OBSERVATION] == List(Value("int64"), length=2)
+
+
+def test_rows_are_whole_histories_in_time_order(folder):
+    dataset, metadata = load_histories(folder, split="train")
+    columns = dataset.with_format("numpy")[:]
+    kept = np.arange(0, EPISODES, KEEP_EVERY)  # episodes 0, 5, 10
+    per_history = len(kept) * 20
+    assert len(dataset) == 65 * per_history == metadata["splits"]["train"]["num_rows"]
+    history = columns[constants.HISTORY_ID].reshape(65, per_history)
+    assert (history == np.arange(65)[:, None]).all()
+    episode = columns[constants.EPISODE].reshape(65, len(kept), 20)
+    assert (episode == kept[None, :, None]).all()
+    assert (columns[constants.STEP].reshape(65, -1, 20) == np.arange(20)).all()
+    truncated = columns[constants.TRUNCATED].reshape(65, -1, 20)
+    assert truncated[..., -1].all() and not truncated[..., :-1].any()
+    observation = columns[constants.OBSERVATION].reshape(65, -1, 20, 2)
+    assert (observation[:, :, 0] == 4).all()  # every episode starts at the centre
+    # The shard's rewards agree with the learner's curve for the kept episodes.
+    returns = columns[constants.REWARD].reshape(65, len(kept), 20).sum(-1).mean(0)
+    np.testing.assert_allclose(
+        returns, np.array(metadata["learning_curve"]["train"]["mean_return"])[kept], atol=1e-5
+    )
+    # Learners cycle through the tasks: history i learns task i.
+    tasks = columns[constants.TASK].reshape(65, per_history, 2)[:, 0]
+    assert [tuple(t) for t in tasks] == [tuple(t) for t in metadata["task_split"]["train"]]
+
+
+def _columns(dataset) -> dict:
+    return {name: [row[name] for row in dataset] for name in constants.HISTORY_COLUMNS}
+
+
+def test_round_trip_three_ways(folder):
+    reference, metadata = load_histories(folder, split="test")
+    expected = _columns(reference)
+    features = Features.from_dict(metadata["features"])
+    from_folder = load_dataset(str(folder), split="test")
+    files = [str(folder / s["file"]) for s in metadata["shards"] if s["split"] == "test"]
+    from_parquet = load_dataset("parquet", data_files=files, split="train")
+    streamed = load_dataset(str(folder), split="test", streaming=True)
+    for dataset in (from_folder, from_parquet, streamed):
+        assert dataset.features == features
+        assert _columns(dataset) == expected
+    streamed_histories, _ = load_histories(folder, split="test", streaming=True)
+    assert _columns(streamed_histories) == expected
+    # ... and against the learner itself: regenerate the test shard's blocks directly.
+    assert {tuple(t) for t in expected[constants.TASK]} == {tuple(t) for t in metadata["task_split"]["test"]}
+
+
+def test_interrupted_generation_resumes_to_the_same_dataset(folder, tmp_path, monkeypatch):
+    out = tmp_path / "resumed"
+    real_write = histories.write_shard
+    written = []
+
+    def failing_write(path, table):
+        if len(written) == 1:
+            raise KeyboardInterrupt("simulated interruption after the first shard")
+        real_write(path, table)
+        written.append(path)
+
+    monkeypatch.setattr(histories, "write_shard", failing_write)
+    with pytest.raises(KeyboardInterrupt):
+        _generate(out)
+    partial = json.loads((out / constants.HISTORIES_METADATA).read_text())
+    assert not partial["complete"] and len(partial["shards"]) == 1
+    with pytest.raises(ValueError, match="not complete"):
+        load_histories(out)
+
+    calls = []
+    monkeypatch.setattr(
+        histories, "write_shard", lambda path, table: (calls.append(path), real_write(path, table))
+    )
+    _generate(out)
+    assert len(calls) == 3  # the finished shard was skipped
+    for entry in json.loads((folder / constants.HISTORIES_METADATA).read_text())["shards"]:
+        assert pq.read_table(out / entry["file"]).equals(pq.read_table(folder / entry["file"]))
+    normalise = lambda m: {k: v for k, v in m.items() if k != "command"}  # noqa: E731 (--out differs)
+    assert normalise(json.loads((out / constants.HISTORIES_METADATA).read_text())) == normalise(
+        json.loads((folder / constants.HISTORIES_METADATA).read_text())
+    )
+    _generate(out)  # complete and identical configuration: nothing to do
+    assert len(calls) == 3
+
+
+def test_other_configuration_is_refused(folder, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(folder, out)
+    with pytest.raises(ValueError, match="learning_rate"):
+        _generate(out, learning_rate=0.25)
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        _generate(stranger)
+
+
+@pytest.fixture
+def copy(folder, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(folder, out)
+    return out
+
+
+def test_missing_shard_is_named(copy):
+    (copy / "data/train-00001-of-00003.parquet").unlink()
+    with pytest.raises(ValueError, match=r"train-00001-of-00003\.parquet.*missing"):
+        validate_histories(copy)
+
+
+def test_foreign_shard_is_named(copy):
+    shutil.copy(copy / "data/test-00000-of-00001.parquet", copy / "data/test-00007-of-00009.parquet")
+    with pytest.raises(ValueError, match=r"foreign shard 'data/test-00007-of-00009\.parquet'"):
+        validate_histories(copy)
+
+
+def test_schema_mismatch_is_named(copy):
+    path = copy / "data/train-00002-of-00003.parquet"
+    table = pq.read_table(path)
+    index = table.schema.get_field_index(constants.REWARD)
+    table = table.set_column(index, constants.REWARD, table[constants.REWARD].cast(pa.float64()))
+    pq.write_table(table, path)
+    with pytest.raises(
+        ValueError, match=r"train-00002-of-00003\.parquet.*'reward' has type double, expected float"
+    ):
+        load_histories(copy)
+
+
+def test_card_renders_with_yaml_header(folder):
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(folder / constants.DATASET_CARD)
+    data = card.data.to_dict()
+    assert {"reinforcement-learning", "in-context-rl", "algorithm-distillation"} <= set(data["tags"])
+    assert data["configs"][0]["data_files"] == [
+        {"split": "train", "path": "data/train-*.parquet"},
+        {"split": "test", "path": "data/test-*.parquet"},
+    ]
+    assert [f["name"] for f in data["dataset_info"]["features"]] == list(constants.HISTORY_COLUMNS)
+    assert "![learning curve](learning_curve.png)" in card.text
+    assert "hf-ad generate --env hf_ad/DarkRoom-v0 --source q_learning" in card.text
+    assert (folder / constants.LEARNING_CURVE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_expert_histories_and_parse_defaults(tmp_path):
+    config, source = histories.parse_generate_args(["--out", str(tmp_path / "x")])
+    assert (config.source_name, source.histories_per_task, source.keep_every) == ("q_learning", 40, 10)
+    config, source = histories.parse_generate_args(
+        ["--out", str(tmp_path / "e"), "--source", "expert", "--episodes", "2", "--histories-per-task", "1"]
+    )
+    assert isinstance(source, ExpertConfig) and source.episodes == 2
+    dataset, metadata = load_histories(generate_histories(config, source, progress=False))
+    assert metadata["source"] == "expert"
+    returns = np.array(metadata["learning_curve"]["train"]["mean_return"])
+    np.testing.assert_allclose(returns, metadata["splits"]["train"]["optimal_return"])
+
+
+def test_bad_generate_config():
+    with pytest.raises(ValueError, match="env must be one of"):
+        GenerateConfig(out="x", env="CartPole-v1")
+    with pytest.raises(ValueError, match="env_kwargs must be a JSON object"):
+        GenerateConfig(out="x", env_kwargs="[1]")
