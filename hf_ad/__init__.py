@@ -9,10 +9,21 @@ from transformers import AutoConfig, AutoModel
 from hf_ad import constants, envs  # envs: registers the gymnasium envs on import
 from hf_ad.configuration_ad import ADConfig
 from hf_ad.modeling_ad import ADModel, ADOutput
+from hf_ad.rollout import InContextRLPipeline, RolloutResult, register_pipeline
 
 AutoConfig.register(ADConfig.model_type, ADConfig, exist_ok=True)
 AutoModel.register(ADConfig, ADModel, exist_ok=True)
+register_pipeline()  # transformers.pipeline("in-context-rl", model=...)
 
 __version__ = "0.1.0"
 
-__all__ = ["constants", "envs", "ADConfig", "ADModel", "ADOutput", "__version__"]
+__all__ = [
+    "constants",
+    "envs",
+    "ADConfig",
+    "ADModel",
+    "ADOutput",
+    "InContextRLPipeline",
+    "RolloutResult",
+    "__version__",
+]
