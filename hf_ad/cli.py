@@ -72,6 +72,18 @@ def train(argv: list[str]) -> int:
     return 0
 
 
+@command("evaluate", "AD vs ED vs the source from scratch on held-out tasks: results.json, plot, card")
+def evaluate(argv: list[str]) -> int:
+    import logging
+
+    from hf_ad.evaluation import EvaluateConfig, evaluate, summary_lines
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    results = evaluate(parse_dataclass(EvaluateConfig, argv, prog="hf-ad evaluate"))
+    print("\n".join(summary_lines(results)))
+    return 0
+
+
 @command("publish", "upload a folder (--dataset FOLDER, ...) to the hub: create_repo + upload_folder")
 def publish(argv: list[str]) -> int:
     from hf_ad import hub

@@ -94,8 +94,8 @@ def as_vector_env(envs: VectorEnv | Sequence[gym.Env]) -> VectorEnv:
         mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode != AutoresetMode.SAME_STEP:
             raise ValueError(
-                f"envs must reset in the same step an episode ends, got autoreset_mode={mode}; build the vector "
-                f"env with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP or pass a list of envs"
+                f"envs must reset in the same step an episode ends, got autoreset_mode={mode}; build the "
+                "vector env with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP, or pass a list"
             )
         return envs
     envs = list(envs) if isinstance(envs, Sequence) else envs
@@ -143,7 +143,7 @@ def check_prompt(prompt: Mapping | Trajectories, config, num_tasks: int) -> dict
     for key, array in zip(PROMPT_KEYS, (observations, actions, rewards), strict=True):
         if array.shape != expected[key]:
             raise ValueError(
-                f"prompt {key} must have shape {expected[key][1:]} (shared) or {expected[key]} (one per task), "
+                f"prompt {key} must have shape {expected[key][1:]} (shared) or {expected[key]} (per task), "
                 f"got {array.shape}"
             )
     if actions.shape[1] == 0:
@@ -210,7 +210,7 @@ def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes:
 
 
 class _RecomputedContext:
-    """The baseline without a KV cache: the last `length` tokens (or the whole stream), recomputed each step."""
+    """The baseline without a KV cache: the last `length` tokens (or all), recomputed every step."""
 
     def __init__(self, length: int | None):
         self.length = length
@@ -503,7 +503,7 @@ class InContextRLPipeline(Pipeline):
             raise ValueError(f"num_episodes must be a positive integer, got {num_episodes!r}")
         if context_length is not None and (use_cache or context_length < 1):
             raise ValueError(
-                f"context_length applies to use_cache=False only, as a positive integer, got {context_length!r}"
+                f"context_length applies to use_cache=False only, a positive integer, got {context_length!r}"
             )
         env = inputs["env"]
         try:
