@@ -87,3 +87,44 @@ def test_publish_folder_needs_a_card(tmp_path, monkeypatch):
     monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("must not reach the hub"))
     with pytest.raises(ValueError, match="README.md"):
         hub.publish_folder(tmp_path, "org/name", "dataset")
+
+
+@pytest.fixture
+def mocked_hub(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create_repo", repo_id, kw))
+    )
+
+    def upload_folder(self, **kwargs):
+        calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+        return "https://example/commit/2"
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+def test_cli_publish_dataset_validates_and_names_the_repo_in_the_card(tmp_path, mocked_hub):
+    from hf_ad import cli, constants
+
+    folder = tmp_path / "experts"
+    assert cli.main(["generate", "--out", str(folder), "--source", "expert", "--episodes", "2",
+                     "--histories-per-task", "1", "--keep-every", "1"]) == 0  # fmt: skip
+    assert cli.main(["publish", "--dataset", str(folder), "--repo-id", "org/dark-experts"]) == 0
+    assert [(c[0], c[1]) for c in mocked_hub] == [
+        ("create_repo", "org/dark-experts"),
+        ("upload_folder", "org/dark-experts"),
+    ]
+    assert mocked_hub[0][2]["repo_type"] == "dataset"
+    assert 'load_dataset("org/dark-experts", split="train")' in (folder / constants.DATASET_CARD).read_text()
+
+    (folder / constants.DATA_DIR / "train-00000-of-00001.parquet").unlink()
+    with pytest.raises(ValueError, match="missing"):
+        cli.main(["publish", "--dataset", str(folder), "--repo-id", "org/dark-experts"])
+    assert len(mocked_hub) == 2  # nothing uploaded
+
+
+def test_publish_needs_exactly_one_folder(mocked_hub):
+    with pytest.raises(ValueError, match="exactly one of --dataset FOLDER"):
+        hub.publish(hub.PublishConfig(repo_id="org/name"))
+    assert mocked_hub == []
