@@ -450,13 +450,17 @@ class ADModel(ADPreTrainedModel):
 
     def _check_cache(self, cache: Cache) -> None:
         """Only a cache bounded by the window keeps memory constant: refuse any other."""
-        window = self.config.sliding_window
-        for layer in cache.layers:
-            if not getattr(layer, "is_sliding", False) or not 0 < layer.get_max_length() <= window:
-                raise ValueError(
-                    f"past_key_values must keep at most sliding_window={window} transitions per layer, got "
-                    f"{type(cache).__name__} with a {type(layer).__name__}; create it with model.new_cache()"
-                )
+        window, layers = self.config.sliding_window, getattr(cache, "layers", [])
+        bounded = len(layers) == self.config.num_hidden_layers and all(
+            getattr(layer, "is_sliding", False) and 0 < layer.get_max_length() <= window for layer in layers
+        )
+        if not bounded:
+            got = ", ".join(type(layer).__name__ for layer in layers) or "no layers yet"
+            raise ValueError(
+                f"past_key_values must keep at most sliding_window={window} transitions per layer in "
+                f"{self.config.num_hidden_layers} layers, got {type(cache).__name__} ({got}); "
+                "create it with model.new_cache()"
+            )
 
 
 ADModel.register_for_auto_class("AutoModel")

@@ -1,0 +1,364 @@
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, DynamicCache
+
+from hf_ad import ADConfig, ADModel, ADOutput
+from hf_ad.modeling_ad import SlidingWindowCache
+
+WINDOW = 4
+TINY = {
+    "hidden_size": 16,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "sliding_window": WINDOW,
+    "max_context": 32,
+}
+OBSERVATION_SPECS = {
+    "discrete": {"observation_type": "discrete", "observation_nvec": [6]},
+    "multi_discrete": {"observation_type": "multi_discrete", "observation_nvec": [3, 7]},
+    "vector": {"observation_type": "vector", "observation_nvec": None, "observation_shape": [3]},
+    "image": {"observation_type": "image", "observation_nvec": None, "observation_shape": [9, 7, 3]},
+}
+
+
+def tiny_model(kind: str = "multi_discrete", **overrides) -> ADModel:
+    torch.manual_seed(0)
+    return ADModel(ADConfig(**{**TINY, **OBSERVATION_SPECS[kind], **overrides})).eval()
+
+
+def random_stream(config: ADConfig, batch: int, steps: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch of streams that start with "no previous action", as the rollout feeds them."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, steps, *config.observation_shape)
+    if config.observation_type in ("discrete", "multi_discrete"):
+        nvec = torch.tensor(config.observation_nvec)
+        observations = (torch.rand(shape, generator=generator) * nvec).long()
+    elif config.observation_type == "image":
+        observations = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+    else:
+        observations = torch.randn(shape, generator=generator)
+    actions = torch.randint(0, config.num_actions, (batch, steps), generator=generator)
+    prev_actions = torch.cat([torch.full((batch, 1), config.num_actions), actions[:, :-1]], dim=1)
+    rewards = torch.rand((batch, steps), generator=generator).round()
+    prev_rewards = torch.cat([torch.zeros(batch, 1), rewards[:, :-1]], dim=1)
+    return {
+        "observations": observations,
+        "prev_actions": prev_actions,
+        "prev_rewards": prev_rewards,
+        "labels": actions,
+    }
+
+
+def inputs(
+    stream: dict[str, torch.Tensor], start: int = 0, stop: int | None = None
+) -> dict[str, torch.Tensor]:
+    keys = ("observations", "prev_actions", "prev_rewards")
+    return {key: stream[key][:, start:stop] for key in keys}
+
+
+def test_forward_signature_is_the_contract():
+    names = list(inspect.signature(ADModel.forward).parameters)
+    assert names == [
+        "self",
+        "observations",
+        "prev_actions",
+        "prev_rewards",
+        "attention_mask",
+        "labels",
+        "past_key_values",
+        "use_cache",
+    ]
+
+
+@pytest.mark.parametrize("kind", list(OBSERVATION_SPECS))
+def test_shapes_for_every_observation_kind(kind):
+    model = tiny_model(kind)
+    stream = random_stream(model.config, batch=3, steps=10)
+    output = model(**stream)
+    assert isinstance(output, ADOutput)
+    assert output.logits.shape == (3, 10, model.config.num_actions)
+    assert output.loss.shape == () and torch.isfinite(output.loss)
+    assert output.past_key_values is None
+
+
+def test_float_images_are_accepted():
+    model = tiny_model("image")
+    stream = inputs(random_stream(model.config, batch=2, steps=3))
+    scaled = model(**stream).logits
+    stream["observations"] = stream["observations"].float() / 255.0
+    torch.testing.assert_close(model(**stream).logits, scaled)
+
+
+def test_no_token_table_and_every_parameter_trains():
+    model = tiny_model(token_mask_prob=0.5).train()
+    assert not any("embed_tokens" in name for name in model.state_dict())
+    model(**random_stream(model.config, batch=4, steps=12)).loss.backward()
+    unused = [name for name, parameter in model.named_parameters() if parameter.grad is None]
+    assert unused == []
+
+
+def stream_step_by_step(model: ADModel, stream: dict, cache, sizes=None) -> torch.Tensor:
+    steps = stream["prev_actions"].shape[1]
+    sizes = sizes or [1] * steps
+    logits, start = [], 0
+    for size in sizes:
+        output = model(**inputs(stream, start, start + size), past_key_values=cache)
+        assert output.past_key_values is cache
+        for layer in cache.layers:
+            assert layer.keys.shape[-2] <= model.config.sliding_window
+            assert layer.values.shape[-2] <= model.config.sliding_window
+        logits.append(output.logits)
+        start += size
+    assert start == steps
+    return torch.cat(logits, dim=1)
+
+
+@pytest.mark.parametrize("kind", ["multi_discrete", "vector"])
+@torch.no_grad()
+def test_streaming_matches_the_full_forward(kind):
+    model = tiny_model(kind)
+    stream = random_stream(model.config, batch=3, steps=5 * WINDOW + 1)
+    full = model(**inputs(stream)).logits
+    streamed = stream_step_by_step(model, stream, model.new_cache())
+    assert (streamed - full).abs().max() <= 1e-5
+
+
+@torch.no_grad()
+def test_prefill_in_pieces_matches_the_full_forward():
+    model = tiny_model()
+    stream = random_stream(model.config, batch=2, steps=27)
+    full = model(**inputs(stream)).logits
+    streamed = stream_step_by_step(model, stream, model.new_cache(), sizes=[6, 1, 1, 9, 1, 3, 2, 1, 3])
+    assert (streamed - full).abs().max() <= 1e-5
+
+
+@torch.no_grad()
+def test_cache_holds_at_most_the_window():
+    model = tiny_model()
+    stream = random_stream(model.config, batch=2, steps=4 * WINDOW)
+    cache = model.new_cache()
+    assert isinstance(cache, SlidingWindowCache)
+    stream_step_by_step(model, stream, cache)
+    assert cache.get_seq_length() == 4 * WINDOW  # positions keep counting ...
+    assert all(layer.keys.shape == (2, 2, WINDOW, 8) for layer in cache.layers)  # ... memory does not
+
+
+@torch.no_grad()
+def test_use_cache_without_a_cache_starts_a_bounded_one():
+    model = tiny_model()
+    stream = random_stream(model.config, batch=1, steps=10)
+    output = model(**inputs(stream), use_cache=True)
+    assert isinstance(output.past_key_values, SlidingWindowCache)
+    assert output.past_key_values.get_seq_length() == 10
+
+
+@torch.no_grad()
+def test_transformers_sliding_cache_is_accepted_and_agrees():
+    model = tiny_model()
+    stream = random_stream(model.config, batch=2, steps=3 * WINDOW)
+    full = model(**inputs(stream)).logits
+    streamed = stream_step_by_step(model, stream, DynamicCache(config=model.decoder.config))
+    assert (streamed - full).abs().max() <= 1e-5
+
+
+def test_an_unbounded_cache_is_refused():
+    model = tiny_model()
+    stream = random_stream(model.config, batch=1, steps=2)
+    with pytest.raises(ValueError, match="at most sliding_window=4 transitions per layer"):
+        model(**inputs(stream), past_key_values=DynamicCache())
+
+
+@torch.no_grad()
+def test_the_full_forward_attends_only_within_the_window():
+    model = tiny_model()
+    wide = ADModel(ADConfig(**{**model.config.to_dict(), "sliding_window": 32})).eval()
+    wide.load_state_dict(model.state_dict())
+    stream = inputs(random_stream(model.config, batch=2, steps=3 * WINDOW))
+    narrow_logits, wide_logits = model(**stream).logits, wide(**stream).logits
+    torch.testing.assert_close(narrow_logits[:, :WINDOW], wide_logits[:, :WINDOW])
+    assert (narrow_logits[:, WINDOW:] - wide_logits[:, WINDOW:]).abs().amax(dim=-1).min() > 1e-4
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    model = tiny_model(env_id="hf_ad/DarkRoom-v0", train_tasks=[[0, 1]], test_tasks=[[2, 3]])
+    model.save_pretrained(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "config.json",
+        "configuration_ad.py",
+        "model.safetensors",
+        "modeling_ad.py",
+    ]
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded) is ADModel
+    assert loaded.config.to_diff_dict() | {"_name_or_path": ""} == model.config.to_diff_dict() | {
+        "_name_or_path": ""
+    }
+    expected, got = model.state_dict(), loaded.state_dict()
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=0, rtol=0)
+    stream = inputs(random_stream(model.config, batch=2, steps=9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**stream).logits, model(**stream).logits, atol=0, rtol=0)
+
+
+REMOTE_CODE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockHfAd(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_ad" or name.startswith("hf_ad."):
+                raise ImportError(f"{name} is blocked in this test")
+
+    sys.meta_path.insert(0, BlockHfAd())
+    try:
+        import hf_ad
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("hf_ad was importable")
+
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained("checkpoint", trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    stream = torch.load("stream.pt")
+    with torch.no_grad():
+        logits = model(**stream).logits
+    torch.testing.assert_close(logits, torch.load("logits.pt"), atol=0, rtol=0)
+    print("remote code ok:", type(model).__name__)
+    """
+)
+
+
+def test_remote_code_loads_where_hf_ad_cannot_be_imported(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "checkpoint")
+    stream = inputs(random_stream(model.config, batch=2, steps=6))
+    torch.save(stream, tmp_path / "stream.pt")
+    with torch.no_grad():
+        torch.save(model(**stream).logits, tmp_path / "logits.pt")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", REMOTE_CODE_SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "remote code ok: ADModel" in result.stdout
+
+
+def test_token_masking_replaces_whole_tokens_in_training_only():
+    model = tiny_model(token_mask_prob=0.5, hidden_dropout=0.0, attention_dropout=0.0)
+    captured = []
+    model.decoder.register_forward_pre_hook(
+        lambda module, args, kwargs: captured.append(kwargs["inputs_embeds"]), with_kwargs=True
+    )
+    stream = inputs(random_stream(model.config, batch=8, steps=32))
+    model.train()
+    model(**stream)
+    model.eval()
+    model(**stream)
+    masked = (captured[0] == model.mask_embedding).all(dim=-1)  # (B, T)
+    assert 0.35 < masked.float().mean() < 0.65
+    unmasked_tokens = model.embed_transitions(**stream)
+    torch.testing.assert_close(captured[0][~masked], unmasked_tokens[~masked])
+    torch.testing.assert_close(captured[1], unmasked_tokens)  # eval: nothing masked
+
+
+def test_masking_changes_the_loss_and_is_the_only_train_eval_difference_without_dropout():
+    stream = random_stream(ADConfig(**TINY, **OBSERVATION_SPECS["multi_discrete"]), batch=4, steps=16)
+    no_mask = tiny_model(token_mask_prob=0.0, hidden_dropout=0.0, attention_dropout=0.0)
+    torch.testing.assert_close(no_mask.train()(**stream).loss, no_mask.eval()(**stream).loss)
+    masked = tiny_model(token_mask_prob=0.5, hidden_dropout=0.0, attention_dropout=0.0)
+    eval_loss = masked.eval()(**stream).loss
+    torch.testing.assert_close(eval_loss, no_mask.eval()(**stream).loss)
+    assert not torch.isclose(masked.train()(**stream).loss, eval_loss)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_loss_is_cross_entropy_with_label_smoothing_ignoring_minus_100(smoothing):
+    model = tiny_model(label_smoothing=smoothing)
+    stream = random_stream(model.config, batch=2, steps=8)
+    stream["labels"][:, :3] = -100
+    output = model(**stream)
+    logits, labels = output.logits[:, 3:].reshape(-1, 5), stream["labels"][:, 3:].reshape(-1)
+    log_probs = logits.log_softmax(-1)
+    nll = -log_probs.gather(1, labels[:, None]).squeeze(1)
+    expected = ((1 - smoothing) * nll - smoothing * log_probs.mean(-1)).mean()
+    torch.testing.assert_close(output.loss, expected)
+    if smoothing:
+        assert not torch.isclose(output.loss, F.cross_entropy(logits, labels))
+
+
+def bad_input_cases():
+    config = ADConfig(**TINY, **OBSERVATION_SPECS["multi_discrete"])
+    good = random_stream(config, batch=2, steps=5)
+    cases = {
+        "observation shape": (
+            {"observations": good["observations"][..., :1]},
+            r"shape \(2, 5, 2\).*got \(2, 5, 1\)",
+        ),
+        "observation dtype": (
+            {"observations": good["observations"].float()},
+            "must be int64, got dtype torch.float32",
+        ),
+        "observation range": ({"observations": good["observations"] + 7}, r"out of range: got \d+.*\[3, 7\]"),
+        "negative action": (
+            {"prev_actions": good["prev_actions"] - 10},
+            r"prev_actions out of range: got -\d+",
+        ),
+        "action too large": ({"prev_actions": torch.full((2, 5), 6)}, r"got 6, expected \[0, 5\]"),
+        "action shape": ({"prev_actions": good["prev_actions"][0]}, r"prev_actions must have shape \(B, T\)"),
+        "action dtype": ({"prev_actions": good["prev_actions"].float()}, "prev_actions must be int64"),
+        "reward dtype": (
+            {"prev_rewards": good["prev_rewards"].long()},
+            "prev_rewards must be a float tensor",
+        ),
+        "reward shape": ({"prev_rewards": good["prev_rewards"][:, :4]}, r"shape \(2, 5\), got .* \(2, 4\)"),
+        "label range": ({"labels": torch.full((2, 5), 5)}, r"labels out of range: got 5"),
+        "attention mask": ({"attention_mask": torch.ones(3, 5)}, r"attention_mask must have shape \(B=2"),
+    }
+    for name, (change, message) in cases.items():
+        yield pytest.param({**good, **change}, message, id=name)
+
+
+@pytest.mark.parametrize(("stream", "message"), list(bad_input_cases()))
+def test_bad_inputs_raise_naming_expected_and_got(stream, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model()(**stream)
+
+
+def test_too_long_a_sequence_is_refused():
+    model = tiny_model()
+    stream = random_stream(model.config, batch=1, steps=33)
+    with pytest.raises(ValueError, match=r"\[1, max_context=32\] transitions, got 33"):
+        model(**stream)
+
+
+def test_vector_observations_must_be_float():
+    model = tiny_model("vector")
+    stream = random_stream(model.config, batch=1, steps=2)
+    stream["observations"] = stream["observations"].long()
+    with pytest.raises(ValueError, match="vector observations must be float, got dtype torch.int64"):
+        model(**stream)
+
+
+def test_use_cache_false_with_a_cache_is_refused():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="use_cache=False contradicts past_key_values"):
+        model(**inputs(random_stream(model.config, 1, 2)), past_key_values=model.new_cache(), use_cache=False)
