@@ -95,13 +95,14 @@ def check_action(action: object, num_actions: int = NUM_ACTIONS) -> int:
 def check_actions(actions: object, num_envs: int, num_actions: int = NUM_ACTIONS) -> np.ndarray:
     """Return a batch of actions as an `(num_envs,)` int64 array, or raise `ValueError`."""
     array = np.asarray(actions)
-    if array.shape != (num_envs,) or not np.issubdtype(array.dtype, np.integer):
+    if array.shape != (num_envs,) or array.dtype.kind not in "iu":
         raise ValueError(f"actions must be {num_envs} integers in 0..{num_actions - 1}, got {actions!r}")
-    # One pass catches both ends: negative values wrap to huge unsigned ones.
-    if (array.astype(np.uint64) >= num_actions).any():
+    array = array.astype(np.int64, copy=False)
+    # One reduction catches both ends: negative values read as unsigned are huge.
+    if array.view(np.uint64).max() >= num_actions:
         bad = array[(array < 0) | (array >= num_actions)]
         raise ValueError(f"actions must be integers in 0..{num_actions - 1}, got {bad.tolist()}")
-    return array.astype(np.int64, copy=False)
+    return array
 
 
 def move(x: int, y: int, action: int, size: int) -> tuple[int, int]:

@@ -5,8 +5,13 @@ Each batched env follows gymnasium's `VectorEnv` API with same-step autoreset
 ends, the observation it returns is already the first observation of its next episode, and the
 last observation of the ended episode is in `info["final_obs"]` (an array shaped like the batch of
 observations, meaningful where the mask `info["_final_obs"]` is True), with the info of that last
-step in `info["final_info"]` (mask `info["_final_info"]`). No action is ever dropped, which keeps
-learning histories intact.
+step in `info["final_info"]` (mask `info["_final_info"]`); these keys are present only on steps
+where episodes end. No action is ever dropped, which keeps learning histories intact.
+
+Sub-envs run in lock-step: they all start at `reset` and every episode of these envs has the same
+length (grid envs never terminate and are truncated at `max_episode_steps`; a bandit episode is one
+pull), so all episodes end on the same step and the masks are all True. One clock and one read
+position serve every sub-env, which keeps a step to about a dozen array operations.
 
 Randomness and seeding: sub-env `i` owns one generator, seeded exactly like a single env whose
 `reset(seed=...)` got the same seed, and reads its uniforms in blocks (numpy's `random(k)` returns
@@ -41,24 +46,25 @@ from hf_ad.envs.registration import env_spec
 
 
 class UniformStreams:
-    """One random generator per sub-env, read in blocks of uniforms in [0, 1).
+    """One random generator per sub-env, read in lock-step in blocks of uniforms in [0, 1).
 
-    Generators are created lazily (on the first draw), so envs that never draw pay nothing for
-    seeding. Sub-env `i`'s uniforms are exactly those of successive `rng.random()` calls on a
-    generator made by `gymnasium.utils.seeding.np_random(seeds[i])`, as in a single env.
+    Every draw takes the next uniform of every sub-env. Sub-env `i`'s uniforms are exactly those of
+    successive `rng.random()` calls on a generator made by `gymnasium.utils.seeding.np_random(seeds[i])`,
+    as in a single env. Generators are created on the first draw, so envs that never draw pay
+    nothing for seeding.
 
     Args:
         num_envs: number of sub-envs.
-        block: uniforms drawn per generator call.
+        block: uniforms drawn per generator call (default: 2**20 in all, 64 to 4096 per sub-env).
     """
 
-    def __init__(self, num_envs: int, block: int = 256):
-        self.num_envs, self.block = num_envs, block
+    def __init__(self, num_envs: int, block: int | None = None):
+        self.num_envs = num_envs
+        self.block = block or min(max(2**20 // num_envs, 64), 4096)
         self.seeds: list[int | None] | None = None
-        self._generators: list[np.random.Generator | None] = [None] * num_envs
-        self._buffer = np.empty((num_envs, block))  # (N, block)
-        self._position = np.full(num_envs, block, dtype=np.int64)  # (N,) next unread column
-        self._all = np.arange(num_envs)
+        self._generators: list[np.random.Generator] | None = None
+        self._buffer = np.empty((self.block, num_envs))  # (block, N): row k = every sub-env's k-th uniform
+        self._position = self.block  # next unread row
 
     @property
     def seeded(self) -> bool:
@@ -67,29 +73,27 @@ class UniformStreams:
     def seed(self, seeds: Sequence[int | None]) -> None:
         """Restart every stream; a `None` seed draws fresh entropy."""
         self.seeds = list(seeds)
-        self._generators = [None] * self.num_envs
-        self._position[:] = self.block
+        self._generators = None
+        self._position = self.block
 
-    def next(self, envs: np.ndarray | None = None) -> np.ndarray:
-        """The next uniform of each sub-env in `envs` (an index array; `None` = all), in that order."""
-        envs = self._all if envs is None else envs
-        position = self._position[envs]
-        for env in envs[position >= self.block]:
-            if self._generators[env] is None:
-                self._generators[env] = seeding.np_random(self.seeds[env])[0]
-            self._buffer[env] = self._generators[env].random(self.block)
-            self._position[env] = 0
-        position = self._position[envs]
-        values = self._buffer[envs, position]
-        self._position[envs] = position + 1
-        return values
+    def next(self) -> np.ndarray:
+        """`(N,)` float64: the next uniform of every sub-env."""
+        if self._position == self.block:
+            if self._generators is None:
+                self._generators = [seeding.np_random(seed)[0] for seed in self.seeds]
+            for env, generator in enumerate(self._generators):
+                self._buffer[:, env] = generator.random(self.block)
+            self._position = 0
+        self._position += 1
+        return self._buffer[self._position - 1].copy()
 
 
 class _BatchedEnv(VectorEnv):
-    """Shared machinery: tasks, seeding, time limits, same-step autoreset, infos and rendering.
+    """Shared machinery: tasks, seeding, time limit, same-step autoreset, infos and rendering.
 
-    A subclass keeps its state in arrays and implements `_load_tasks`, `_reset_envs`,
-    `_transition`, `_observations`, `_info` and `_render_one`.
+    Sub-envs run in lock-step (see the module docstring). A subclass keeps its state in arrays and
+    implements `_load_tasks`, `_reset_all`, `_transition` (returning one `terminated` flag for
+    all), `_observations`, `_info` and `_render_one`.
     """
 
     metadata = {
@@ -131,8 +135,7 @@ class _BatchedEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._num_actions = int(self.single_action_space.n)
         self._streams = UniformStreams(self.num_envs)
-        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)  # (N,) steps into the episode
-        self._all = np.arange(self.num_envs)
+        self._elapsed = 0  # steps into the current episode, the same for every sub-env
         self.set_tasks(tasks)
 
     def set_tasks(self, tasks: Sequence) -> None:
@@ -155,28 +158,27 @@ class _BatchedEnv(VectorEnv):
             self._streams.seed([None] * self.num_envs)
         if tasks is not None:
             self.set_tasks(tasks)
-        self._elapsed[:] = 0
-        self._reset_envs(self._all)
+        self._elapsed = 0
+        self._reset_all()
         return self._observations(), self._info()
 
     def step(self, actions):
         actions = grid.check_actions(actions, self.num_envs, self._num_actions)  # (N,)
-        rewards, terminated = self._transition(actions)  # (N,) float32, (N,) bool
+        rewards, terminated = self._transition(actions)  # (N,) float32, one bool for all
         self._elapsed += 1
-        if self.max_episode_steps is None:
-            truncated = np.zeros(self.num_envs, dtype=bool)
-        else:
-            truncated = self._elapsed >= self.max_episode_steps  # as gymnasium's TimeLimit
-        ended = terminated | truncated
-        if not ended.any():
-            return self._observations(), rewards, terminated, truncated, self._info()
+        # as gymnasium's TimeLimit: truncated once the limit is reached, even when also terminated
+        truncated = self.max_episode_steps is not None and self._elapsed >= self.max_episode_steps
+        terminations = (np.ones if terminated else np.zeros)(self.num_envs, dtype=bool)
+        truncations = (np.ones if truncated else np.zeros)(self.num_envs, dtype=bool)
+        if not (terminated or truncated):
+            return self._observations(), rewards, terminations, truncations, self._info()
         final_observations, final_info = self._observations(), self._info()
-        ended_envs = np.flatnonzero(ended)
-        self._elapsed[ended_envs] = 0
-        self._reset_envs(ended_envs)
+        self._elapsed = 0
+        self._reset_all()
+        ended = np.ones(self.num_envs, dtype=bool)
         info = self._info()
         info.update(final_obs=final_observations, _final_obs=ended, final_info=final_info, _final_info=ended)
-        return self._observations(), rewards, terminated, truncated, info
+        return self._observations(), rewards, terminations, truncations, info
 
     def render(self) -> tuple | None:
         """One frame per sub-env (text for `"ansi"`, an image for `"rgb_array"`)."""
@@ -198,10 +200,10 @@ class _BatchedEnv(VectorEnv):
     def _load_tasks(self, tasks: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _reset_envs(self, envs: np.ndarray) -> None:
+    def _reset_all(self) -> None:
         raise NotImplementedError
 
-    def _transition(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _transition(self, actions: np.ndarray) -> tuple[np.ndarray, bool]:
         raise NotImplementedError
 
     def _observations(self) -> np.ndarray:
@@ -265,9 +267,9 @@ class DarkRoomVectorEnv(_GridBatchedEnv):
     def _load_tasks(self, tasks: np.ndarray) -> None:
         self._goal_cell = tasks[:, 1] * self.size + tasks[:, 0]  # (N,)
 
-    def _reset_envs(self, envs: np.ndarray) -> None:
-        self._cell[envs] = self._start_cell
-        self._rewarded[envs] = False
+    def _reset_all(self) -> None:
+        self._cell = np.full(self.num_envs, self._start_cell, dtype=np.int64)
+        self._rewarded[:] = False
 
     def _transition(self, actions):
         on_goal = self._move(actions) == self._goal_cell  # (N,)
@@ -276,7 +278,7 @@ class DarkRoomVectorEnv(_GridBatchedEnv):
             self._rewarded |= on_goal
         else:
             rewards = on_goal
-        return rewards.astype(np.float32), np.zeros(self.num_envs, dtype=bool)
+        return rewards.astype(np.float32), False
 
     def _render_one(self, env: int):
         return draw_dark_room(self.render_mode, self.size, self.tasks[env], self._agent(env))
@@ -314,11 +316,11 @@ class DarkKeyToDoorVectorEnv(_GridBatchedEnv):
         self._key_cell = tasks[:, 1] * self.size + tasks[:, 0]  # (N,)
         self._door_cell = tasks[:, 3] * self.size + tasks[:, 2]  # (N,)
 
-    def _reset_envs(self, envs: np.ndarray) -> None:
+    def _reset_all(self) -> None:
         # Same draw as the single env: cell floor(u * size**2) for one uniform per episode.
-        self._cell[envs] = (self._streams.next(envs) * (self.size * self.size)).astype(np.int64)
-        self._has_key[envs] = False
-        self._door_opened[envs] = False
+        self._cell = (self._streams.next() * (self.size * self.size)).astype(np.int64)
+        self._has_key[:] = False
+        self._door_opened[:] = False
 
     def _transition(self, actions):
         cell = self._move(actions)
@@ -326,7 +328,7 @@ class DarkKeyToDoorVectorEnv(_GridBatchedEnv):
         opened = self._has_key & ~self._door_opened & (cell == self._door_cell)  # (N,) key held before
         self._has_key |= got_key
         self._door_opened |= opened
-        return (got_key | opened).astype(np.float32), np.zeros(self.num_envs, dtype=bool)
+        return (got_key | opened).astype(np.float32), False
 
     def _info(self) -> dict[str, Any]:
         return {"has_key": self._has_key.copy()}
@@ -365,7 +367,7 @@ class BanditVectorEnv(_BatchedEnv):
     def _load_tasks(self, tasks: np.ndarray) -> None:
         self._means = tasks.astype(np.float64).reshape(-1)  # (N * K,) flat [env, arm]
 
-    def _reset_envs(self, envs: np.ndarray) -> None:
+    def _reset_all(self) -> None:
         pass  # a bandit has no state; `_last_pull` is kept so that `render` after a step shows it
 
     def _transition(self, actions):
@@ -373,7 +375,7 @@ class BanditVectorEnv(_BatchedEnv):
         rewards = (self._streams.next() < means).astype(np.float32)  # (N,) Bernoulli
         if self.render_mode is not None:
             self._last_pull = list(zip(actions.tolist(), rewards.tolist(), strict=True))
-        return rewards, np.ones(self.num_envs, dtype=bool)
+        return rewards, True
 
     def _observations(self) -> np.ndarray:
         return np.zeros(self.num_envs, dtype=np.int64)  # (N,) a bandit has no state
