@@ -319,6 +319,9 @@ def window_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
+        # Its own generator: starting an iterator then leaves the global torch RNG (dropout) untouched,
+        # so a resumed run's dropout stream matches the uninterrupted run's.
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
