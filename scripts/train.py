@@ -1,4 +1,4 @@
-"""Train an Algorithm Distillation model on a learning-histories dataset (the script `accelerate launch` runs).
+"""Train an Algorithm Distillation model on a learning-histories dataset: what `accelerate launch` runs.
 
 One process (CPU, or one GPU when there is one):
 
@@ -17,7 +17,8 @@ All GPUs of a machine, in bf16:
 
 Continue a run that stopped (same flags plus --resume):
 
-    accelerate launch scripts/train.py --dataset data/darkroom-histories --output-dir runs/ad-darkroom --resume
+    accelerate launch scripts/train.py --dataset data/darkroom-histories --output-dir runs/ad-darkroom \\
+        --resume
 
 `hf-ad train` takes the same flags and runs in one process. `--help` lists every flag (the model's
 fields included, e.g. `--hidden-size 128 --num-hidden-layers 2`). Each process uses all the CPU
