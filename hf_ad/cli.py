@@ -92,5 +92,13 @@ def publish(argv: list[str]) -> int:
     return 0
 
 
+@command("demo", "Dark Room on held-out goals: optimal vs random policy, returns and paths in the terminal")
+def demo(argv: list[str]) -> int:
+    from hf_ad.demo import DemoConfig, run_demo
+
+    print(run_demo(parse_dataclass(DemoConfig, argv, prog="hf-ad demo")), end="")
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())
