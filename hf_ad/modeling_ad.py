@@ -245,7 +245,7 @@ class ADPreTrainedModel(PreTrainedModel):
         if isinstance(module, CoordinateEmbedding):
             init.copy_(module.offsets, module.expected_offsets())
             init.copy_(module.nvec, torch.tensor(module.nvec_list))
-        elif isinstance(module, ADModel):
+        elif isinstance(module, ADModel) and module.mask_embedding is not None:
             init.normal_(module.mask_embedding, mean=0.0, std=self.config.initializer_range)
 
 
@@ -273,7 +273,8 @@ class ADModel(ADPreTrainedModel):
         # Index num_actions = "no previous action": the first transition of a stream.
         self.action_embedding = nn.Embedding(config.num_actions + 1, hidden)
         self.reward_embedding = nn.Linear(1, hidden)
-        self.mask_embedding = nn.Parameter(torch.empty(hidden))
+        # Created only when masking is on, so that training leaves no parameter unused (DDP refuses those).
+        self.mask_embedding = nn.Parameter(torch.empty(hidden)) if config.token_mask_prob > 0 else None
         self.input_dropout = nn.Dropout(config.hidden_dropout)
         self.decoder = Phi3Model(decoder_config(config))
         # The decoder is driven by inputs_embeds: drop its token table (an unused parameter breaks DDP).
@@ -328,9 +329,9 @@ class ADModel(ADPreTrainedModel):
                 step of episode k carries the last action and reward of episode k-1.
             prev_rewards (`torch.Tensor` of shape `(B, T)`):
                 r_{t-1}, float; 0 at the start of a stream.
-            attention_mask (`torch.Tensor` of shape `(B, past + T)`, *optional*):
-                1 for real transitions, 0 for padding (transformers' convention, `past` being the transitions
-                already in the cache). Right padding needs no mask: causal attention never looks ahead.
+            attention_mask (`torch.Tensor` of shape `(B, T)`, *optional*):
+                1 for real transitions, 0 for padding (transformers' convention). Right padding needs no mask:
+                causal attention never looks ahead. Not accepted with a cache from [`ADModel.new_cache`].
             labels (`torch.LongTensor` of shape `(B, T)`, *optional*):
                 a_t, the source's actions in `[0, num_actions)`; -100 is ignored by the loss.
             past_key_values (`Cache`, *optional*):
@@ -353,10 +354,15 @@ class ADModel(ADPreTrainedModel):
                     "use_cache=False contradicts past_key_values: the cache would be updated anyway"
                 )
             self._check_cache(past_key_values)
+            if attention_mask is not None and isinstance(past_key_values, SlidingWindowCache):
+                raise ValueError(
+                    "attention_mask is for padded training batches; streams fed through model.new_cache() "
+                    "must not be padded (start shorter streams in a separate cache)"
+                )
         elif use_cache:
             past_key_values = self.new_cache()
         tokens = self.embed_transitions(observations, prev_actions, prev_rewards)  # (B, T, D)
-        if self.training and self.config.token_mask_prob > 0:
+        if self.training and self.mask_embedding is not None:
             keep = torch.rand(tokens.shape[:2], device=tokens.device) >= self.config.token_mask_prob  # (B, T)
             tokens = torch.where(keep.unsqueeze(-1), tokens, self.mask_embedding.to(tokens.dtype))
         tokens = self.input_dropout(tokens)

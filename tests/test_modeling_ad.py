@@ -97,8 +97,9 @@ def test_float_images_are_accepted():
     torch.testing.assert_close(model(**stream).logits, scaled)
 
 
-def test_no_token_table_and_every_parameter_trains():
-    model = tiny_model(token_mask_prob=0.5).train()
+@pytest.mark.parametrize("token_mask_prob", [0.0, 0.5])
+def test_no_token_table_and_every_parameter_trains(token_mask_prob):
+    model = tiny_model(token_mask_prob=token_mask_prob).train()
     assert not any("embed_tokens" in name for name in model.state_dict())
     model(**random_stream(model.config, batch=4, steps=12)).loss.backward()
     unused = [name for name, parameter in model.named_parameters() if parameter.grad is None]
@@ -362,3 +363,22 @@ def test_use_cache_false_with_a_cache_is_refused():
     model = tiny_model()
     with pytest.raises(ValueError, match="use_cache=False contradicts past_key_values"):
         model(**inputs(random_stream(model.config, 1, 2)), past_key_values=model.new_cache(), use_cache=False)
+
+
+def test_padding_mask_with_a_streaming_cache_is_refused():
+    model = tiny_model()
+    stream = inputs(random_stream(model.config, 1, 2))
+    with pytest.raises(ValueError, match="must not be padded"):
+        model(**stream, attention_mask=torch.ones(1, 2), past_key_values=model.new_cache())
+
+
+@torch.no_grad()
+def test_left_padding_mask_hides_the_padded_transitions():
+    model = tiny_model()
+    stream = inputs(random_stream(model.config, batch=1, steps=3))
+    padded = {
+        key: torch.cat([value[:, :1], value], dim=1) for key, value in stream.items()
+    }  # one pad in front
+    mask = torch.tensor([[0, 1, 1, 1]])
+    logits = model(**padded, attention_mask=mask).logits[:, 1:]
+    torch.testing.assert_close(logits, model(**stream).logits, atol=1e-5, rtol=0)
