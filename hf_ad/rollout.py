@@ -164,7 +164,7 @@ def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes:
 
     Args:
         histories: a `datasets.Dataset` with the columns of `hf_ad.constants.HISTORY_COLUMNS`, rows of a
-            history in time order.
+            history in time order (e.g. from `hf_ad.data.histories.load_histories`).
         history_ids: one history id (a prompt shared by all tasks) or one per task.
         episodes: the episodes of each history to keep, e.g. `range(90, 100)`; `None` keeps them all.
 
@@ -177,8 +177,8 @@ def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes:
     single = np.ndim(history_ids) == 0
     ids = [int(history_ids)] if single else [int(i) for i in history_ids]
     table = histories.with_format("numpy")
-    column_ids = table[constants.HISTORY_ID]
-    column_episodes = table[constants.EPISODE]
+    column_ids = table[constants.HISTORY_ID][:]  # (rows,) numpy
+    column_episodes = table[constants.EPISODE][:]
     keep_episode = (
         np.ones(len(column_ids), bool) if episodes is None else np.isin(column_episodes, list(episodes))
     )
@@ -193,9 +193,9 @@ def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes:
         selected = table.select(rows)
         parts.append(
             {
-                "observations": np.asarray(selected[constants.OBSERVATION]),
-                "actions": np.asarray(selected[constants.ACTION], dtype=np.int64),
-                "rewards": np.asarray(selected[constants.REWARD], dtype=np.float32),
+                "observations": np.asarray(selected[constants.OBSERVATION][:]),
+                "actions": np.asarray(selected[constants.ACTION][:], dtype=np.int64),
+                "rewards": np.asarray(selected[constants.REWARD][:], dtype=np.float32),
             }
         )
     lengths = {len(part["actions"]) for part in parts}
