@@ -1,0 +1,134 @@
+"""The evaluation: AD vs ED vs the source from scratch, results.json, the plot and the model card."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from hf_ad import ADConfig, ADModel, constants
+from hf_ad.cli import main
+from hf_ad.envs import optimal_return, random_return
+from hf_ad.evaluation import (
+    CARD_SECTION,
+    EvaluateConfig,
+    curve_stats,
+    episode_ranges,
+    recorded_source,
+    resolve_source,
+)
+
+TASKS = [(0, 0), (2, 7)]
+CARD = "---\nlicense: apache-2.0\nlibrary_name: hf_ad\n---\n# AD on Dark Room\n\nTrained with hf_ad.\n"
+
+
+def _save_model(path, seed: int) -> str:
+    torch.manual_seed(seed)
+    config = ADConfig(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        sliding_window=8,
+        env_id=constants.DARK_ROOM,
+        train_tasks=[[4, 4]],
+        test_tasks=[list(t) for t in TASKS],
+    )
+    ADModel(config).save_pretrained(path)
+    (path / constants.MODEL_CARD).write_text(CARD)
+    return str(path)
+
+
+def test_evaluate_writes_results_plot_and_cards(tmp_path):
+    ad = [_save_model(tmp_path / f"ad{seed}", seed) for seed in (0, 1)]  # two training seeds
+    ed = _save_model(tmp_path / "ed", 2)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", *ad, "--ed_model", ed, "--source", "q_learning"]
+    argv += ["--episodes", "12", "--seeds", "2", "--out", str(out)]
+    assert main(argv) == 0
+
+    results = json.loads((out / constants.RESULTS_JSON).read_text())
+    assert results["env_id"] == constants.DARK_ROOM and results["tasks"] == [list(t) for t in TASKS]
+    assert set(results["methods"]) == {"AD", "ED", "source"}
+    for name, n in (("AD", 4), ("ED", 2), ("source", 2)):  # runs = checkpoints x seeds
+        stats = results["methods"][name]
+        assert stats["n"] == n and len(stats["mean"]) == len(stats["std"]) == 12
+        assert all(0.0 <= value <= 20.0 for value in stats["mean"])
+        assert list(stats["summary"]) == ["episodes 1-10", "episodes 1-12"]
+    assert results["methods"]["source"]["config"]["episodes"] == 12
+    assert results["oracle"]["mean"] == pytest.approx(
+        np.mean([optimal_return(constants.DARK_ROOM, t) for t in TASKS])
+    )
+    assert results["random"]["mean"] == pytest.approx(
+        np.mean([random_return(constants.DARK_ROOM, t) for t in TASKS])
+    )
+    assert (out / constants.RESULTS_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+    card = ModelCard.load(tmp_path / "ad0" / constants.MODEL_CARD)
+    assert card.data.license == "apache-2.0"  # the card's own metadata is kept
+    measured = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    own = results["per_checkpoint"]["AD"][ad[0]]["summary"]
+    assert measured == {
+        f"Mean return, {label} (AD)": pytest.approx(own[label]["mean"], abs=1e-4) for label in own
+    }
+    assert card.data.eval_results[0].dataset_type == constants.DARK_ROOM
+    assert "| ED (n=2) |" in card.text and "| AD, all checkpoints (n=4) |" in card.text
+    assert "Trained with hf_ad." in card.text
+
+    # A second evaluation replaces the first one's numbers and table instead of adding to them.
+    assert main([*argv[:-2], "--out", str(tmp_path / "again"), "--source", "none"]) == 0
+    card = ModelCard.load(tmp_path / "ad0" / constants.MODEL_CARD)
+    assert len(card.data.eval_results) == 2
+    assert card.text.count(CARD_SECTION[0]) == 1 and "from scratch" not in card.text
+
+
+def test_same_seed_same_results(tmp_path):
+    model = _save_model(tmp_path / "ad", 0)
+    config = dict(model=[model], episodes=3, seeds=2, source="q_learning", update_cards=False)
+    from hf_ad.evaluation import evaluate
+
+    first = evaluate(EvaluateConfig(out=str(tmp_path / "a"), **config))
+    second = evaluate(EvaluateConfig(out=str(tmp_path / "b"), **config))
+    assert first["methods"] == second["methods"]
+    card = (tmp_path / "ad" / constants.MODEL_CARD).read_text()
+    assert card == CARD  # update_cards=False leaves the card alone
+
+
+def test_curve_stats_and_ranges():
+    stats = curve_stats(np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]]))
+    assert stats["n"] == 2 and stats["mean"] == [2.0, 3.0, 4.0] and stats["std"] == [1.0, 1.0, 1.0]
+    assert stats["summary"] == {"episodes 1-3": {"mean": 3.0, "std": 1.0}}
+    assert episode_ranges(1000) == [(1, 10), (41, 50), (191, 200), (901, 1000)]
+    assert episode_ranges(60) == [(1, 10), (41, 50), (1, 60)]
+    assert episode_ranges(10) == [(1, 10)]
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="at least one"):
+        EvaluateConfig(model=[], out="x")
+    with pytest.raises(ValueError, match="episodes"):
+        EvaluateConfig(model=["m"], out="x", episodes=0)
+    with pytest.raises(ValueError, match="source must be one of"):
+        EvaluateConfig(model=["m"], out="x", source="sarsa")
+
+
+def test_source_recorded_with_the_training_data(tmp_path):
+    dataset = tmp_path / "histories"
+    dataset.mkdir()
+    generator_config = {"episodes": 300, "seed": 4, "learning_rate": 0.3}
+    metadata = {"source": "q_learning", "generator_config": generator_config}
+    (dataset / constants.HISTORIES_METADATA).write_text(json.dumps(metadata))
+    model = tmp_path / "final"
+    model.mkdir()
+    (model / constants.TRAIN_CONFIG).write_text(json.dumps({"dataset": str(dataset)}))
+    assert recorded_source(str(model)) == ("q_learning", generator_config)
+    config = EvaluateConfig(model=[str(model)], out="x")
+    assert resolve_source(config, constants.DARK_ROOM) == ("q_learning", generator_config)
+    # Without a record: the env's default source, with its own defaults.
+    config = EvaluateConfig(model=[str(tmp_path / "elsewhere")], out="x")
+    assert resolve_source(config, constants.DARK_ROOM)[1] == {}
+    assert resolve_source(EvaluateConfig(model=["m"], out="x", source="none"), constants.DARK_ROOM) is None
