@@ -185,7 +185,7 @@ class VectorEncoder(nn.Module):
         self.net = nn.Sequential(nn.Linear(dim, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size))
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.net(observations)  # (B, T, d) -> (B, T, D)
+        return self.net(observations.to(self.net[0].weight.dtype))  # (B, T, d) -> (B, T, D)
 
 
 class ImageEncoder(nn.Module):

@@ -382,3 +382,23 @@ def test_left_padding_mask_hides_the_padded_transitions():
     mask = torch.tensor([[0, 1, 1, 1]])
     logits = model(**padded, attention_mask=mask).logits[:, 1:]
     torch.testing.assert_close(logits, model(**stream).logits, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_eager_attention_streams_like_sdpa():
+    sdpa = tiny_model()
+    eager = tiny_model(attn_implementation="eager")
+    assert eager.decoder.config._attn_implementation == "eager"
+    stream = random_stream(sdpa.config, batch=2, steps=3 * WINDOW)
+    full = sdpa(**inputs(stream)).logits
+    assert (eager(**inputs(stream)).logits - full).abs().max() <= 1e-5
+    assert (stream_step_by_step(eager, stream, eager.new_cache()) - full).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["vector", "image"])
+@torch.no_grad()
+def test_bfloat16_weights_accept_float32_inputs(kind):
+    model = tiny_model(kind).to(torch.bfloat16)
+    stream = random_stream(model.config, batch=2, steps=5)
+    logits = stream_step_by_step(model, stream, model.new_cache())
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
