@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from hf_ad.envs.grid import as_items, check_action, check_render_mode
+from hf_ad.envs.task_env import TaskEnv
 
 BANDIT_DISTRIBUTIONS = ("odd", "even", "uniform")
 # Probability that the best arm has the preferred parity under the "odd" / "even" distributions.
@@ -68,7 +69,7 @@ def sample_arm_means(
     return np.round(means, MEAN_DECIMALS)
 
 
-class BanditEnv(gym.Env):
+class BanditEnv(TaskEnv):
     """A multi-armed Bernoulli bandit where every pull is a one-step episode.
 
     ## Description
@@ -103,8 +104,6 @@ class BanditEnv(gym.Env):
     - `render_mode`: `"ansi"` (one line per arm: mean, a bar, and the last pull) or `"rgb_array"`.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
-
     def __init__(
         self, task: tuple[float, ...] | None = None, num_arms: int = 10, render_mode: str | None = None
     ):
@@ -114,24 +113,18 @@ class BanditEnv(gym.Env):
         self.observation_space = gym.spaces.Discrete(1)
         self.action_space = gym.spaces.Discrete(self.num_arms)
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
-        self._given_task = None if task is None else self.check_task(task)
-        self.task = self._given_task
+        super().__init__(task)
         self._last_pull: tuple[int, float] | None = None
 
     def check_task(self, task: object) -> tuple[float, ...]:
         """Return `task` as a tuple of arm means, or raise `ValueError`."""
         return check_arm_means(task, self.num_arms)
 
+    def sample_task(self) -> tuple[float, ...]:
+        return tuple(sample_arm_means(self.np_random, "uniform", 1, self.num_arms)[0].tolist())
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = dict(options or {})
-        task = options.pop("task", None)
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; the only option is 'task'")
-        if task is not None:
-            self.task = self._given_task = self.check_task(task)
-        elif self._given_task is None and (seed is not None or self.task is None):
-            self.task = tuple(sample_arm_means(self.np_random, "uniform", 1, self.num_arms)[0].tolist())
+        self.reset_task(seed, options)
         self._last_pull = None
         return 0, {}
 

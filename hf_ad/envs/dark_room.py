@@ -8,9 +8,10 @@ import gymnasium as gym
 import numpy as np
 
 from hf_ad.envs import grid
+from hf_ad.envs.task_env import TaskEnv
 
 
-class DarkRoomEnv(gym.Env):
+class DarkRoomEnv(TaskEnv):
     """Find an invisible goal in an empty square room, seeing only your own position.
 
     ## Description
@@ -57,8 +58,6 @@ class DarkRoomEnv(gym.Env):
     ```
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
-
     def __init__(
         self,
         goal: tuple[int, int] | None = None,
@@ -76,30 +75,24 @@ class DarkRoomEnv(gym.Env):
         self.observation_space = gym.spaces.MultiDiscrete([self.size, self.size], dtype=np.int64)
         self.action_space = gym.spaces.Discrete(grid.NUM_ACTIONS)
         self.render_mode = grid.check_render_mode(render_mode, self.metadata["render_modes"])
-        self._given_goal = None if task is None else self.check_task(task)
-        self.goal = self._given_goal
+        super().__init__(task)
         self._x, self._y = self.start
         self._rewarded = False
 
     @property
-    def task(self) -> tuple[int, int] | None:
-        """The current goal `(x, y)` (`None` before the first reset when no goal was given)."""
-        return self.goal
+    def goal(self) -> tuple[int, int] | None:
+        """The current goal `(x, y)`, i.e. the task (`None` before the first reset if none was given)."""
+        return self.task
 
     def check_task(self, task: object) -> tuple[int, int]:
         """Return `task` as a goal `(x, y)` of Python ints, or raise `ValueError`."""
         return grid.check_cells(task, self.size, 1, "goal")
 
+    def sample_task(self) -> tuple[int, int]:
+        return tuple(int(v) for v in self.np_random.integers(self.size, size=2))
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = dict(options or {})
-        task = options.pop("task", None)
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; the only option is 'task'")
-        if task is not None:
-            self.goal = self._given_goal = self.check_task(task)
-        elif self._given_goal is None and (seed is not None or self.goal is None):
-            self.goal = tuple(int(v) for v in self.np_random.integers(self.size, size=2))
+        self.reset_task(seed, options)
         self._x, self._y = self.start
         self._rewarded = False
         return self._observation(), {}

@@ -8,9 +8,10 @@ import gymnasium as gym
 import numpy as np
 
 from hf_ad.envs import grid
+from hf_ad.envs.task_env import TaskEnv
 
 
-class DarkKeyToDoorEnv(gym.Env):
+class DarkKeyToDoorEnv(TaskEnv):
     """Pick up an invisible key, then open an invisible door, seeing only your own position.
 
     ## Description
@@ -63,8 +64,6 @@ class DarkKeyToDoorEnv(gym.Env):
     `info["has_key"]` (bool) says whether the key is held after the reset or step.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
-
     def __init__(
         self,
         task: tuple[int, int, int, int] | None = None,
@@ -75,8 +74,7 @@ class DarkKeyToDoorEnv(gym.Env):
         self.observation_space = gym.spaces.MultiDiscrete([self.size, self.size], dtype=np.int64)
         self.action_space = gym.spaces.Discrete(grid.NUM_ACTIONS)
         self.render_mode = grid.check_render_mode(render_mode, self.metadata["render_modes"])
-        self._given_task = None if task is None else self.check_task(task)
-        self.task = self._given_task
+        super().__init__(task)
         self._x = self._y = 0
         self._has_key = self._door_opened = False
 
@@ -96,15 +94,7 @@ class DarkKeyToDoorEnv(gym.Env):
         return self.task[2:]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = dict(options or {})
-        task = options.pop("task", None)
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; the only option is 'task'")
-        if task is not None:
-            self.task = self._given_task = self.check_task(task)
-        elif self._given_task is None and (seed is not None or self.task is None):
-            self.task = self._sample_task()
+        self.reset_task(seed, options)
         self._x, self._y = grid.cell_from_uniform(self.np_random.random(), self.size)
         self._has_key = self._door_opened = False
         return self._observation(), {"has_key": False}
@@ -124,7 +114,7 @@ class DarkKeyToDoorEnv(gym.Env):
     def render(self):
         return draw_key_to_door(self.render_mode, self.size, self.task, (self._x, self._y), self._has_key)
 
-    def _sample_task(self) -> tuple[int, int, int, int]:
+    def sample_task(self) -> tuple[int, int, int, int]:
         num_cells = self.size * self.size
         key = int(self.np_random.integers(num_cells))
         door = int(self.np_random.integers(num_cells - 1))

@@ -99,11 +99,9 @@ def optimal_return(env_id: str, task, **env_kwargs) -> float:
         task: a task of that env.
         env_kwargs: override the registration (e.g. `size`, `max_episode_steps`).
     """
-    env, horizon = _resolve(env_id, env_kwargs)
-    task = env.check_task(task)
+    env, task, horizon = _prepare(env_id, task, env_kwargs)
     if env_id == BANDIT:
         return float(max(task))
-    horizon = _check_horizon(horizon)
     if env_id in (DARK_ROOM, DARK_ROOM_HARD):
         steps = max(_manhattan(env.start, task), 1)  # standing on the goal pays from step 1
         if steps > horizon:
@@ -129,11 +127,9 @@ def random_return(env_id: str, task, **env_kwargs) -> float:
         task: a task of that env.
         env_kwargs: override the registration (e.g. `size`, `max_episode_steps`).
     """
-    env, horizon = _resolve(env_id, env_kwargs)
-    task = env.check_task(task)
+    env, task, horizon = _prepare(env_id, task, env_kwargs)
     if env_id == BANDIT:
         return float(np.mean(task))
-    horizon = _check_horizon(horizon)
     walk = _random_walk_matrix(env.size)  # (n, n)
     size = env.size
     if env_id in (DARK_ROOM, DARK_ROOM_HARD):
@@ -165,10 +161,15 @@ def _manhattan(a, b) -> int:
     return abs(a[0] - b[0]) + abs(a[1] - b[1])
 
 
-def _check_horizon(horizon: int | None) -> int:
+def _prepare(env_id: str, task, env_kwargs: dict[str, Any]):
+    """The env, the validated task and the episode length (1 for the bandit: one pull per episode)."""
+    env, horizon = _resolve(env_id, env_kwargs)
+    task = env.check_task(task)
+    if env_id == BANDIT:
+        return env, task, 1
     if horizon is None or horizon < 1:
         raise ValueError(f"returns need a finite episode length; got max_episode_steps={horizon!r}")
-    return int(horizon)
+    return env, task, int(horizon)
 
 
 def _random_walk_matrix(size: int) -> np.ndarray:

@@ -1,0 +1,43 @@
+"""What every hf_ad env shares: a task that persists across episodes, set or drawn on reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+
+class TaskEnv(gym.Env):
+    """A gymnasium env with one task (goal, key and door, arm means) kept across episodes.
+
+    The task is the one given to the constructor or to `reset(options={"task": ...})`; with none
+    given, `sample_task()` draws one from `self.np_random` at the first `reset` and again at every
+    `reset(seed=...)` (so a seed alone fixes the whole run). A subclass implements `check_task`
+    and `sample_task`, and calls `reset_task` at the start of its `reset`.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(self, task: Any = None):
+        self._given_task = None if task is None else self.check_task(task)
+        self.task = self._given_task
+
+    def check_task(self, task: object) -> tuple:
+        """Return `task` as a tuple of Python numbers, or raise `ValueError` naming what is allowed."""
+        raise NotImplementedError
+
+    def sample_task(self) -> tuple:
+        """Draw a task from `self.np_random`."""
+        raise NotImplementedError
+
+    def reset_task(self, seed: int | None, options: dict[str, Any] | None) -> None:
+        """Seed `self.np_random` and set the episode's task from `options` (the only key: `task`)."""
+        super().reset(seed=seed)
+        options = dict(options or {})
+        task = options.pop("task", None)
+        if options:
+            raise ValueError(f"unknown reset options {sorted(options)}; the only option is 'task'")
+        if task is not None:
+            self.task = self._given_task = self.check_task(task)
+        elif self._given_task is None and (seed is not None or self.task is None):
+            self.task = self.sample_task()
