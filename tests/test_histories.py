@@ -227,3 +227,31 @@ def test_bad_generate_config():
         GenerateConfig(out="x", env="CartPole-v1")
     with pytest.raises(ValueError, match="env_kwargs must be a JSON object"):
         GenerateConfig(out="x", env_kwargs="[1]")
+
+
+def test_load_histories_from_a_hub_repo_id(folder, tmp_path):
+    """Through the real hub clients, against a local hub-compatible server (olah, offline)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from local_hub import hub_env, serve_local_hub
+
+    code = (
+        "from hf_ad.data import load_histories\n"
+        "dataset, metadata = load_histories('org/dark-room', split='test')\n"
+        "streamed, _ = load_histories('org/dark-room', split='test', streaming=True)\n"
+        "rows = list(streamed)\n"
+        "assert rows == list(dataset) and len(rows) == metadata['splits']['test']['num_rows'], len(rows)\n"
+        "print(metadata['source'], len(rows))\n"
+    )
+    with serve_local_hub({"org/dark-room": (folder, "dataset")}, tmp_path / "hub") as endpoint:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=hub_env(endpoint, tmp_path / "home"),
+            capture_output=True,
+            text=True,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["q_learning", str(16 * 3 * 20)]
