@@ -50,6 +50,7 @@ MODEL_CARD_TEMPLATE = "model_cards/ad.md"
 # Fields that may differ between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset(
     {"resume", "report_to", "logging_steps", "save_steps", "save_total_limit", "num_workers", "run_name"}
+    | {"eval_steps", "eval_episodes", "eval_seed"}
 )
 
 
@@ -161,6 +162,19 @@ class TrainConfig:
         default=0, metadata={"help": "DataLoader worker processes per training process."}
     )
 
+    # --- in-context evaluation during training
+    eval_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Every N steps (and at the end), play --eval-episodes episodes in context on the "
+            "held-out tasks with the current weights and log the returns (0: off)."
+        },
+    )
+    eval_episodes: int = field(
+        default=20, metadata={"help": "Episodes per held-out task in each evaluation."}
+    )
+    eval_seed: int = field(default=0, metadata={"help": "Seed of the evaluation envs and action sampling."})
+
     # --- logging and checkpoints
     report_to: str = field(
         default="auto",
@@ -196,7 +210,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("save_steps", "num_workers", "loss_lead_in"):
+        if not isinstance(self.eval_episodes, int) or self.eval_episodes < 1:
+            raise ValueError(f"eval_episodes must be a positive integer, got {self.eval_episodes!r}")
+        for name in ("save_steps", "num_workers", "loss_lead_in", "eval_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -378,6 +394,40 @@ def train_step(
     return metrics
 
 
+# --- in-context evaluation ---------------------------------------------------------------------------
+
+
+def evaluate_in_context(model, episodes: int, seed: int) -> dict[str, float]:
+    """Play `episodes` episodes on each held-out task of `model.config`, the model acting in context.
+
+    The rollout of `hf_ad.rollout` (sampled actions, KV cache) with the weights as they are now; the
+    model is put in eval mode for it and back in train mode after. Touches no global RNG.
+
+    Returns:
+        Mean return over the held-out tasks of the first episode, the last episode and all episodes.
+    """
+    from hf_ad import envs
+    from hf_ad.rollout import rollout
+
+    config = model.config
+    env = envs.make_vector_env(
+        config.env_id, [tuple(task) for task in config.test_tasks], **config.env_kwargs
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            returns, _ = rollout(model, env, num_episodes=episodes, seed=seed)  # (tasks, episodes)
+    finally:
+        env.close()
+        model.train(was_training)
+    return {
+        "eval/return_first_episode": float(returns[:, 0].mean()),
+        "eval/return_last_episode": float(returns[:, -1].mean()),
+        "eval/return_mean": float(returns.mean()),
+    }
+
+
 # --- checkpoints ------------------------------------------------------------------------------------
 
 
@@ -441,23 +491,17 @@ def _check_resumable(cfg: TrainConfig, saved: dict) -> None:
 # --- final model and its card -----------------------------------------------------------------------
 
 
-def write_model_card(
-    folder: str | Path,
-    repo_id: str | None = None,
-    evaluation: str | None = None,
-    eval_results: list | None = None,
-) -> str:
+def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
     """Render `model_cards/ad.md` into `folder/README.md` from the files of a `final/` folder.
 
     The card is built from `config.json`, `model.safetensors`, `train_config.json` and
-    `trainer_state.json` in `folder` alone, so it can be re-rendered at any time: the evaluation adds
-    its results this way, and publishing adds the repo id.
+    `trainer_state.json` in `folder` alone, so it can be re-rendered at any time (e.g. with the hub
+    repo id). `hf-ad evaluate` then adds its results in place (`hf_ad.evaluation.update_model_card`:
+    an "Evaluation" section and the `model-index` metadata).
 
     Args:
         folder: a `final/` folder written by `train`.
         repo_id: the hub repo id shown in the usage snippet; default: the folder as the run named it.
-        evaluation: Markdown for the card's "Evaluation" section (the section is left out when `None`).
-        eval_results: `huggingface_hub.EvalResult`s for the card's `model-index` metadata.
 
     Returns:
         The rendered card.
@@ -484,7 +528,6 @@ def write_model_card(
         tags=["reinforcement-learning", "in-context-rl", "algorithm-distillation", "hf_ad", config.env_id],
         datasets=[dataset_id] if dataset_id else None,
         model_name=model_name,
-        eval_results=eval_results or None,
     )
     card = render_card(
         MODEL_CARD_TEMPLATE,
@@ -499,7 +542,6 @@ def write_model_card(
         train_config_json=json.dumps(train_config, indent=2, sort_keys=True),
         state=state,
         hf_ad_version=hf_ad.__version__,
-        evaluation=evaluation,
     )
     tmp = folder / f".{constants.MODEL_CARD}.tmp"
     tmp.write_text(card)
@@ -665,6 +707,7 @@ def train(cfg: TrainConfig) -> Path:
         disable=not accelerator.is_main_process,
     )
     window_losses: list[float] = []
+    last_eval: dict[str, float] | None = None
     last_loss = math.nan
     step = start_step
     started = time.perf_counter()
@@ -682,6 +725,7 @@ def train(cfg: TrainConfig) -> Path:
             * accelerator.num_processes
             * context,
             "context": context,
+            "eval": last_eval,
         }
 
     try:
@@ -708,6 +752,14 @@ def train(cfg: TrainConfig) -> Path:
                     step=step,
                 )
                 progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{metrics['lr']:.2e}")
+            if cfg.eval_steps and (step % cfg.eval_steps == 0 or step == cfg.max_steps):
+                if accelerator.is_main_process:
+                    evaluation = evaluate_in_context(
+                        accelerator.unwrap_model(model), cfg.eval_episodes, cfg.eval_seed
+                    )
+                    accelerator.log(evaluation, step=step)
+                    last_eval = {"step": step, **evaluation}
+                accelerator.wait_for_everyone()
             if cfg.save_steps and step % cfg.save_steps == 0 and step < cfg.max_steps:
                 save_checkpoint(accelerator, output_dir, step, trainer_state(), keep=cfg.save_total_limit)
         final = save_final(accelerator, model, cfg, trainer_state())

@@ -1,4 +1,4 @@
-"""Train an Algorithm Distillation model on a learning-histories dataset: what `accelerate launch` runs.
+r"""Train an Algorithm Distillation model on a learning-histories dataset: what `accelerate launch` runs.
 
 One process (CPU, or one GPU when there is one):
 
@@ -7,17 +7,17 @@ One process (CPU, or one GPU when there is one):
 Two CPU processes (distributed data parallel over gloo). Note: with accelerate 1.15,
 `accelerate launch --cpu --num_processes 2` starts ONE process; this line starts two:
 
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 scripts/train.py \\
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 scripts/train.py \
         --dataset data/darkroom-histories --output-dir runs/ad-darkroom
 
 All GPUs of a machine, in bf16:
 
-    accelerate launch --multi_gpu scripts/train.py --dataset data/darkroom-histories \\
+    accelerate launch --multi_gpu scripts/train.py --dataset data/darkroom-histories \
         --output-dir runs/ad-darkroom --mixed-precision bf16
 
 Continue a run that stopped (same flags plus --resume):
 
-    accelerate launch scripts/train.py --dataset data/darkroom-histories --output-dir runs/ad-darkroom \\
+    accelerate launch scripts/train.py --dataset data/darkroom-histories --output-dir runs/ad-darkroom \
         --resume
 
 `hf-ad train` takes the same flags and runs in one process. `--help` lists every flag (the model's

@@ -139,19 +139,17 @@ def test_tiny_run_writes_a_loadable_final_model(dataset_dir, tmp_path):
     header = card.split("---")[1]
     assert "library_name: transformers" in header and "algorithm-distillation" in header
     assert "in-context-rl" in header and "pipeline_tag: reinforcement-learning" in header
-    assert "--max-steps 4" in card and "## Evaluation" not in card
-    # The evaluation re-renders the card with its section and model-index results.
-    from huggingface_hub import EvalResult
+    assert "--max-steps 4" in card and "During training" not in card  # no --eval-steps
+    assert '"org/ad-tiny"' in write_model_card(final, repo_id="org/ad-tiny")
 
-    result = EvalResult(
-        task_type="reinforcement-learning",
-        dataset_type=constants.DARK_ROOM,
-        dataset_name="Dark Room held-out goals",
-        metric_type="mean_reward",
-        metric_value=1.5,
-    )
-    card = write_model_card(final, repo_id="org/ad-tiny", evaluation="Returns rise.", eval_results=[result])
-    assert "## Evaluation\n\nReturns rise." in card and "model-index" in card and '"org/ad-tiny"' in card
+
+def test_in_context_evaluation_during_training(dataset_dir, tmp_path):
+    final = train(tiny_config(dataset_dir, tmp_path / "run", max_steps=3, eval_steps=2, eval_episodes=2))
+    state = json.loads((final / constants.TRAINER_STATE).read_text())
+    assert state["eval"]["step"] == 3  # every 2 steps and at the end
+    for key in ("eval/return_first_episode", "eval/return_last_episode", "eval/return_mean"):
+        assert 0 <= state["eval"][key] <= 20
+    assert "During training (step 3, `--eval-steps`)" in (final / constants.MODEL_CARD).read_text()
 
 
 def test_training_sees_training_tasks_only(dataset_dir, tmp_path, monkeypatch):
@@ -175,7 +173,9 @@ def test_training_sees_training_tasks_only(dataset_dir, tmp_path, monkeypatch):
 
 
 def test_resumed_run_matches_the_uninterrupted_one_exactly(dataset_dir, tmp_path, monkeypatch):
-    straight = train(tiny_config(dataset_dir, tmp_path / "straight", max_steps=6, save_steps=3))
+    # In-context evaluation on (eval_steps=2) must not disturb the training RNG either.
+    run = {"max_steps": 6, "save_steps": 3, "eval_steps": 2, "eval_episodes": 1}
+    straight = train(tiny_config(dataset_dir, tmp_path / "straight", **run))
 
     import hf_ad.training as training
 
@@ -187,7 +187,7 @@ def test_resumed_run_matches_the_uninterrupted_one_exactly(dataset_dir, tmp_path
             raise KeyboardInterrupt  # stops during step 5, after the checkpoint of step 3
         return original_step(*args, **kwargs)
 
-    cfg = tiny_config(dataset_dir, tmp_path / "resumed", max_steps=6, save_steps=3)
+    cfg = tiny_config(dataset_dir, tmp_path / "resumed", **run)
     monkeypatch.setattr(training, "train_step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
