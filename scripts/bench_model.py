@@ -9,11 +9,11 @@ The model is the paper's size (embedding 64, 4 layers, 4 heads; feed-forward 256
   it achieves as a fraction of the float32 `torch.matmul` peak of this process;
 - acting: one cached `(B, 1)` step (the rollout's call) against recomputing the whole 80-transition
   window for the same `B` streams (what implementations without a KV cache do every step).
+Times are the best of several calls (the machine may be shared).
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 
@@ -24,9 +24,12 @@ from hf_ad import ADConfig, ADModel
 TRAIN_BATCH, TRAIN_STEPS = 64, 160
 STEP_BATCHES = (1, 81, 1024)
 MATMUL_SIZE = 1024
+GOAL_SPEEDUP = 20.0
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+def best_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Best of `repeats` timed calls: on a shared machine the minimum is the figure least disturbed by
+    other processes (as `timeit` advises)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -34,13 +37,13 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def matmul_peak_flops() -> float:
     """float32 FLOP/s of a large square matmul in this process (the achievable peak on these threads)."""
     a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
-    seconds = median_seconds(lambda: torch.matmul(a, b), repeats=10, warmup=2)
+    seconds = best_seconds(lambda: torch.matmul(a, b), repeats=10, warmup=2)
     return 2 * MATMUL_SIZE**3 / seconds
 
 
@@ -74,7 +77,7 @@ def train_step_seconds(model: ADModel) -> float:
         model.zero_grad(set_to_none=True)
         model(**batch).loss.backward()
 
-    return median_seconds(train_step, repeats=5)
+    return best_seconds(train_step, repeats=5)
 
 
 def bench_training(peak: float) -> str:
@@ -94,7 +97,7 @@ def bench_training(peak: float) -> str:
     return "\n".join(
         [
             f"Training step (forward + backward, batch {TRAIN_BATCH} x {TRAIN_STEPS} transitions, "
-            "train mode). "
+            "train mode, best of 5). "
             f"Model FLOPs = 3x the forward's matmul and in-window attention FLOPs; peak = float32 "
             f"{MATMUL_SIZE}x{MATMUL_SIZE} `torch.matmul` in the same run: {peak / 1e9:.2f} GFLOP/s.",
             "",
@@ -110,19 +113,17 @@ def bench_acting(model: ADModel) -> str:
     config = model.config
     window = config.sliding_window
     model.eval()
-    rows = []
+    rows, speedups = [], {}
     for batch in STEP_BATCHES:
         stream = random_inputs(config, batch, window)
         cache = model.new_cache()
-        model(
-            **{key: value[:, :-1] for key, value in stream.items()}, past_key_values=cache
-        )  # fill the window
+        history = {key: value[:, :-1] for key, value in stream.items()}
+        model(**history, past_key_values=cache)  # fill the window: the next step sees all 80 transitions
         step = {key: value[:, -1:] for key, value in stream.items()}
         repeats = 200 if batch == 1 else 40 if batch < 1024 else 15
-        cached = median_seconds(
-            lambda step=step, cache=cache: model(**step, past_key_values=cache), repeats, 3
-        )
-        recompute = median_seconds(lambda stream=stream: model(**stream), max(3, repeats // 10))
+        cached = best_seconds(lambda step=step, cache=cache: model(**step, past_key_values=cache), repeats, 3)
+        recompute = best_seconds(lambda stream=stream: model(**stream), max(3, repeats // 10))
+        speedups[batch] = recompute / cached
         rows.append(
             f"| {batch} | {cached * 1e3:.2f} ms | {recompute * 1e3:.1f} ms | {recompute / cached:.1f}x "
             f"| {batch / cached:,.0f} |"
@@ -131,16 +132,30 @@ def bench_acting(model: ADModel) -> str:
     return "\n".join(
         [
             f"One acting step: cached `(B, 1)` call vs recomputing the {window}-transition window "
-            "(eval mode):",
+            "(eval mode; best of several calls):",
             "",
             "| batch B | cached step | recompute window | speed-up | cached env steps/s |",
             "|---|---|---|---|---|",
             *rows,
             "",
-            f"KV cache: {cache_bytes / 1024:.0f} KiB per stream (float32), constant in the stream's length. "
-            "Goal: cached stepping >= 20x faster than recomputing the window.",
+            f"KV cache: {cache_bytes / 1024:.0f} KiB per stream (float32), constant in the stream's length.",
+            "",
+            verdict(speedups),
         ]
     )
+
+
+def verdict(speedups: dict[int, float]) -> str:
+    met = [batch for batch, speedup in speedups.items() if speedup >= GOAL_SPEEDUP]
+    missed = [batch for batch in speedups if batch not in met]
+    text = f"Goal: cached stepping >= {GOAL_SPEEDUP:.0f}x faster than recomputing the window: "
+    text += f"**met at batch {', '.join(map(str, met))}**" if met else "**not met**"
+    if missed:
+        text += (
+            f"; not at batch {', '.join(map(str, missed))}: with few streams both calls pay about the same "
+            "fixed per-call cost (dispatching the decoder's ~100 small operators), not arithmetic"
+        )
+    return text + "."
 
 
 def run() -> str:
