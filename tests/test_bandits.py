@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -100,6 +101,22 @@ def test_thompson_posteriors():
     draws = np.stack([bandits.gaussian_thompson_scores(counts, sums, rng, 1.0, 1.0)[0] for _ in range(4000)])
     assert abs(draws[:, 0].mean() - 80 / 101) < 0.02 and abs(draws[:, 0].std() - 101**-0.5) < 0.01
     assert abs(draws[:, 1].std() - 1.0) < 0.05
+
+
+def test_bernoulli_model_rejects_rewards_outside_the_unit_interval(monkeypatch, train_tasks):
+    import hf_ad.envs
+
+    make = hf_ad.envs.make_vector_env
+
+    class DoubledRewards(gym.vector.VectorWrapper):
+        def step(self, actions):
+            observations, rewards, *rest = self.env.step(actions)
+            return observations, 2 * rewards + 1, *rest
+
+    monkeypatch.setattr(hf_ad.envs, "make_vector_env", lambda *args, **kw: DoubledRewards(make(*args, **kw)))
+    with pytest.raises(ValueError, match=r"rewards in \[0, 1\], got 3.0; use likelihood='gaussian'"):
+        run("thompson", train_tasks[:4], episodes=5)
+    assert len(run("thompson_gaussian", train_tasks[:4], episodes=5)) == 5
 
 
 def test_bad_inputs(train_tasks):

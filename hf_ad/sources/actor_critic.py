@@ -47,6 +47,13 @@ class ActorCriticConfig(SourceConfig):
       more per transition (memory traffic of 37M parameters per update at 1024 learners).
     """
 
+    episodes: int = field(
+        default=1000,
+        metadata={
+            "help": "Episodes per learning history, before subsampling. The default spans the "
+            "untrained start to convergence on Dark Room (~400 episodes) and Key-to-Door (~800)."
+        },
+    )
     learning_rate: float = field(default=3e-3, metadata={"help": "Adam learning rate (paper: 1e-4)."})
     gamma: float = field(default=0.9, metadata={"help": "Discount factor (paper: 0.99)."})
     gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda (paper: 0.95)."})
