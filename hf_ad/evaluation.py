@@ -336,8 +336,6 @@ def plot_returns(results: dict) -> bytes:
     axes.set_xlabel("episode")
     axes.set_ylabel("return")
     axes.set_title(f"{results['env_id']}: {len(results['tasks'])} held-out tasks, mean ± 1 std over runs")
-    if results["episodes"] >= 100:
-        axes.set_xscale("log")
     axes.legend(fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
