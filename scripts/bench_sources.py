@@ -11,6 +11,7 @@ module does not exist yet are listed as missing.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -216,8 +217,17 @@ def bench_default_dataset(folder: Path) -> list[str]:
 
 def run() -> str:
     folder = Path(tempfile.mkdtemp(prefix="bench_sources_"))
+    load = os.getloadavg()[0]
     try:
-        lines = ["### Sources (transitions/s)", "", *bench_sources(), ""]
+        lines = [
+            f"Load average when the run started: {load:.1f} on {os.cpu_count()} cores (other jobs share the "
+            "machine, so absolute rates are lower bounds; each ratio is against a baseline run alongside).",
+            "",
+            "### Sources (transitions/s)",
+            "",
+            *bench_sources(),
+            "",
+        ]
         lines += ["### Histories parquet I/O", "", *bench_parquet(folder), ""]
         lines += ["### Default Dark Room dataset", "", *bench_default_dataset(folder)]
     finally:
