@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_RANGES = ((1, 10), (41, 50), (191, 200))
 LAST_EPISODES = 100
 CARD_SECTION = ("<!-- hf_ad:evaluation -->", "<!-- /hf_ad:evaluation -->")
+CITATION_HEADING = "## Citation"
 EVAL_TASK_NAME = "In-context reinforcement learning (held-out tasks)"  # marks the results written here
 FALLBACK_SOURCE = "q_learning"
 
@@ -418,6 +419,9 @@ def update_model_card(folder: Path, results: dict, method: str, own: dict) -> No
     if CARD_SECTION[0] in text and CARD_SECTION[1] in text:
         head, rest = text.split(CARD_SECTION[0], 1)
         text = head + section + rest.split(CARD_SECTION[1], 1)[1]
+    elif CITATION_HEADING in text:  # the section goes before the citation of hf_ad's card template
+        head, rest = text.split(CITATION_HEADING, 1)
+        text = head + section + "\n\n" + CITATION_HEADING + rest
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n{text}")

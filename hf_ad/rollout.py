@@ -246,6 +246,7 @@ def _forward_in_chunks(model, observations, prev_actions, prev_rewards, cache):
     return cache
 
 
+@torch.inference_mode()
 def rollout(
     model,
     env: VectorEnv,

@@ -22,7 +22,10 @@ from hf_ad.evaluation import (
 )
 
 TASKS = [(0, 0), (2, 7)]
-CARD = "---\nlicense: apache-2.0\nlibrary_name: hf_ad\n---\n# AD on Dark Room\n\nTrained with hf_ad.\n"
+CARD = (
+    "---\nlicense: apache-2.0\nlibrary_name: hf_ad\n---\n"
+    "# AD on Dark Room\n\nTrained with hf_ad.\n\n## Citation\n"
+)
 
 
 def _save_model(path, seed: int) -> str:
@@ -78,6 +81,9 @@ def test_evaluate_writes_results_plot_and_cards(tmp_path):
     assert card.data.eval_results[0].dataset_type == constants.DARK_ROOM
     assert "| ED (n=2) |" in card.text and "| AD, all checkpoints (n=4) |" in card.text
     assert "Trained with hf_ad." in card.text
+    assert card.text.index(CARD_SECTION[1]) < card.text.index(
+        "## Citation"
+    )  # the table precedes the citation
 
     # A second evaluation replaces the first one's numbers and table instead of adding to them.
     assert main([*argv[:-2], "--out", str(tmp_path / "again"), "--source", "none"]) == 0
