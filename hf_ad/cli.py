@@ -92,7 +92,7 @@ def publish(argv: list[str]) -> int:
     return 0
 
 
-@command("demo", "Dark Room on held-out goals: optimal vs random policy, returns and paths in the terminal")
+@command("demo", "The shipped Dark Room AD model learning in context on held-out goals, vs ED and the source")
 def demo(argv: list[str]) -> int:
     from hf_ad.demo import DemoConfig, run_demo
 

@@ -1,66 +1,76 @@
-"""`hf-ad demo`: Dark Room on held-out goals, the optimal policy against a random one.
+"""`hf-ad demo`: the shipped Dark Room checkpoint learning in context on goals it never saw.
 
-Runs the real env on the first held-out goals of the task split, prints each policy's return next
-to the exact oracle value (`hf_ad.envs.optimal_return` / `random_return`), and draws the room with
-the optimal policy's path and one random episode's path. Takes well under a second.
+Loads `pretrained/ad-darkroom` (and `pretrained/ed-darkroom`) with `InContextRLPipeline.from_pretrained`,
+runs every held-out goal for `--episodes` episodes in one batch with frozen weights, runs the source
+algorithm (tabular Q-learning) from scratch on the same goals, and prints the return by episode of AD,
+ED and the source next to the oracle. Then it draws one goal's path in the room at the first and at
+the last episode, and writes a PNG of the learning curves (and `results.json`) to `--out`.
+Offline: everything it loads ships with the project.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
-from hf_ad.constants import DARK_ROOM, DARK_ROOM_HARD
-from hf_ad.envs import draw_path, greedy_action, make_vector_env, optimal_return, random_return, task_split
-from hf_ad.envs.grid import NUM_ACTIONS
+from hf_ad import constants
+from hf_ad.envs import draw_path
+
+# The shipped checkpoints live next to the package in a checkout (`make demo` runs from one).
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 @dataclass
 class DemoConfig:
     """Options of `hf-ad demo`."""
 
-    env: str = field(default=DARK_ROOM, metadata={"help": f"Env id: {DARK_ROOM} or {DARK_ROOM_HARD}."})
-    num_goals: int = field(
-        default=3, metadata={"help": "How many held-out goals to show (from the test split)."}
+    model: str = field(
+        default=str(PRETRAINED_DIR / "ad-darkroom"),
+        metadata={"help": "AD checkpoint: a folder or a hub repo id (default: the shipped Dark Room model)."},
     )
-    random_episodes: int = field(
-        default=10_000,
-        metadata={"help": "Episodes the random policy plays per goal (its mean return is shown)."},
+    ed_model: str | None = field(
+        default=str(PRETRAINED_DIR / "ed-darkroom"),
+        metadata={"help": "ED checkpoint for comparison; 'none' skips it."},
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the random policy and the envs."})
+    source: str = field(
+        default="q_learning",
+        metadata={"help": "Source algorithm run from scratch on the same goals; 'none' skips it."},
+    )
+    episodes: int = field(default=100, metadata={"help": "Episodes per held-out goal."})
+    seed: int = field(default=0, metadata={"help": "Seed of the envs, the action sampling and the source."})
+    out: str = field(
+        default="runs/demo", metadata={"help": "Folder for returns.png (learning curves) and results.json."}
+    )
 
     def __post_init__(self):
-        if self.env not in (DARK_ROOM, DARK_ROOM_HARD):
-            raise ValueError(f"the demo runs {DARK_ROOM} or {DARK_ROOM_HARD}, got env={self.env!r}")
-        for name in ("num_goals", "random_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes!r}")
+        if self.ed_model in ("none", ""):
+            self.ed_model = None
+        for name in ("model", "ed_model"):
+            path = getattr(self, name)
+            if path is not None and path.startswith(str(PRETRAINED_DIR)) and not Path(path).is_dir():
+                raise ValueError(
+                    f"{name}={path!r} does not exist: the shipped checkpoints are missing from this checkout "
+                    "(run `make reproduce` to rebuild them, or pass --model FOLDER_OR_REPO_ID)"
+                )
 
 
-def play(env: gym.Env, policy, seed: int) -> tuple[float, list[tuple[int, int]]]:
-    """One episode of `policy(observation) -> action`; returns the return and the agent's path."""
-    observation, _ = env.reset(seed=seed)
-    path, total, done = [tuple(observation.tolist())], 0.0, False
-    while not done:
-        observation, reward, terminated, truncated, _ = env.step(policy(observation))
-        path.append(tuple(observation.tolist()))
-        total += reward
-        done = terminated or truncated
-    return total, path
-
-
-def random_policy_mean_return(env_id: str, goal: tuple[int, int], episodes: int, seed: int) -> float:
-    """Mean return of the uniformly random policy over `episodes` episodes, all run as one batch."""
-    env = make_vector_env(env_id, [goal] * episodes)
-    env.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    returns = np.zeros(episodes)
-    for _ in range(env.max_episode_steps):
-        _, rewards, *_ = env.step(rng.integers(0, env.single_action_space.n, size=episodes))
-        returns += rewards
-    return float(returns.mean())
+def returns_table(results: dict) -> str:
+    """Mean return over the held-out goals at a few episodes, one column per method."""
+    methods = results["methods"]
+    episodes = [e for e in TABLE_EPISODES if e <= results["episodes"]]
+    if results["episodes"] not in episodes:
+        episodes.append(results["episodes"])
+    header = "| episode | " + " | ".join(stats["label"] for stats in methods.values()) + " | oracle |"
+    lines = [header, "|---:|" + "---:|" * (len(methods) + 1)]
+    for episode in episodes:
+        cells = [f"{stats['mean'][episode - 1]:.2f}" for stats in methods.values()]
+        lines.append(f"| {episode} | " + " | ".join(cells) + f" | {results['oracle']['mean']:.2f} |")
+    return "\n".join(lines)
 
 
 def side_by_side(blocks: list[str], captions: list[str], gap: int = 4) -> str:
@@ -72,32 +82,56 @@ def side_by_side(blocks: list[str], captions: list[str], gap: int = 4) -> str:
     )
 
 
-def run_demo(config: DemoConfig) -> str:
-    """The demo's whole text output."""
-    _, test_goals = task_split(config.env)
-    goals = test_goals[: config.num_goals]
-    rng = np.random.default_rng(config.seed)
+def episode_path(trajectories, episode: int) -> list[tuple[int, int]]:
+    """The cells of stream 0 during `episode` (in time order)."""
+    steps = trajectories.episodes[0] == episode  # (S,)
+    return [tuple(int(v) for v in cell) for cell in trajectories.observations[0, steps]]
+
+
+def draw_first_and_last(model: str, goal: tuple[int, int], episodes: int, seed: int) -> str:
+    """One goal's path at the first and the last episode, side by side."""
+    from hf_ad.rollout import InContextRLPipeline
+
+    pipe = InContextRLPipeline.from_pretrained(model, device="cpu")
+    result = pipe(tasks=[goal], num_episodes=episodes, seed=seed, return_trajectories=True)
+    size = int(pipe.model.config.env_kwargs.get("size", 9))
+    blocks, captions = [], []
+    for episode in (0, episodes - 1):
+        blocks.append(draw_path(size, episode_path(result.trajectories, episode), {goal: "G"}))
+        captions.append(f"episode {episode + 1}: return {result.returns[0, episode]:.0f}")
+    return side_by_side(blocks, captions)
+
+
+def run_demo(config: DemoConfig, log=print) -> str:
+    """Evaluate AD, ED and the source on the held-out goals; returns the text to print."""
+    from hf_ad.evaluation import EvaluateConfig, evaluate
+
+    evaluation = EvaluateConfig(
+        model=[config.model],
+        ed_model=[config.ed_model] if config.ed_model else None,
+        source=config.source,
+        episodes=config.episodes,
+        seeds=1,
+        seed=config.seed,
+        out=config.out,
+        update_cards=False,
+    )
+    results = evaluate(evaluation, log=log)
+    goal = tuple(results["tasks"][0])
+    ad_returns = np.asarray(results["methods"]["AD"]["mean"])
     lines = [
-        f"{config.env}: {len(test_goals)} held-out goals, showing {len(goals)}; the agent sees only (x, y).",
+        f"{results['env_id']}: {len(results['tasks'])} held-out goals (never seen in training), "
+        f"{config.episodes} episodes each, frozen weights, actions sampled; the agent sees only (x, y).",
+        "Mean return over the goals:",
         "",
-        f"| goal | optimal policy | oracle optimum | random policy ({config.random_episodes} episodes) "
-        "| oracle random |",
-        "|---|---:|---:|---:|---:|",
+        returns_table(results),
+        "",
+        f"AD: first 10 episodes {ad_returns[:10].mean():.2f} -> "
+        f"last 10 episodes {ad_returns[-10:].mean():.2f}",
+        "",
+        f"AD on goal {goal}: S start, A last cell, G goal, arrows: the move made from each cell (o: stayed)",
+        draw_first_and_last(config.model, goal, config.episodes, config.seed),
+        "",
+        f"learning curves: {Path(config.out) / constants.RESULTS_PNG}",
     ]
-    drawings = []
-    for goal in goals:
-        env = gym.make(config.env, goal=goal)
-        best, best_path = play(
-            env, lambda observation, goal=goal: greedy_action(observation, goal), config.seed
-        )
-        _, random_path = play(env, lambda _: int(rng.integers(NUM_ACTIONS)), config.seed)
-        mean_random = random_policy_mean_return(config.env, goal, config.random_episodes, config.seed)
-        lines.append(
-            f"| {goal} | {best:.0f} | {optimal_return(config.env, goal):.0f} "
-            f"| {mean_random:.3f} | {random_return(config.env, goal):.3f} |"
-        )
-        size = env.unwrapped.size
-        blocks = [draw_path(size, best_path, {goal: "G"}), draw_path(size, random_path, {goal: "G"})]
-        drawings.append(side_by_side(blocks, [f"goal {goal}: optimal path", "one random episode"]))
-    legend = "S start, A last cell, G goal, arrows: the move made from each cell (o: stayed), # walls"
-    return "\n".join([*lines, "", legend, "", *(f"{drawing}\n" for drawing in drawings)]).rstrip() + "\n"
+    return "\n".join(lines) + "\n"

@@ -1,38 +1,59 @@
-"""`hf-ad demo`: real env runs, returns next to the oracles, the room drawn with paths."""
+"""`hf-ad demo`: AD vs ED vs the source on held-out goals, the table, the paths, the PNG."""
 
-import re
+import json
 
 import pytest
+import torch
 
+from hf_ad import ADConfig, ADModel, constants
 from hf_ad.cli import main
-from hf_ad.constants import DARK_ROOM, DARK_ROOM_HARD
-from hf_ad.demo import DemoConfig, run_demo
-from hf_ad.envs import optimal_return, random_return, task_split
+from hf_ad.demo import PRETRAINED_DIR, DemoConfig, returns_table, run_demo
+from hf_ad.envs import optimal_return
 
-ROW = re.compile(r"^\| \((\d+), (\d+)\) \| (\S+) \| (\S+) \| (\S+) \| (\S+) \|$", re.M)
-
-
-@pytest.mark.parametrize("env_id", [DARK_ROOM, DARK_ROOM_HARD])
-def test_demo_returns_match_the_oracles_on_held_out_goals(env_id):
-    text = run_demo(DemoConfig(env=env_id, num_goals=2, random_episodes=20_000))
-    rows = ROW.findall(text)
-    assert [(int(x), int(y)) for x, y, *_ in rows] == task_split(env_id)[1][:2]
-    for x, y, best, oracle, mean_random, oracle_random in rows:
-        goal = (int(x), int(y))
-        assert float(best) == float(oracle) == optimal_return(env_id, goal)
-        assert float(oracle_random) == pytest.approx(random_return(env_id, goal), abs=1e-3)
-        assert abs(float(mean_random) - float(oracle_random)) < 0.05
-    assert text.count("optimal path") == 2 and text.count("G") >= 4 and text.count("S") >= 4
+TASKS = [(0, 0), (6, 2)]
 
 
-def test_demo_cli_prints_the_table_and_rooms(capsys):
-    assert main(["demo", "--num_goals", "1", "--random_episodes", "100"]) == 0
+def _tiny_checkpoint(path, seed: int) -> str:
+    torch.manual_seed(seed)
+    config = ADConfig(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        sliding_window=8,
+        env_id=constants.DARK_ROOM,
+        train_tasks=[[4, 4]],
+        test_tasks=[list(task) for task in TASKS],
+    )
+    ADModel(config).save_pretrained(path)
+    return str(path)
+
+
+def test_demo_prints_every_method_draws_paths_and_writes_the_plot(tmp_path):
+    ad, ed = _tiny_checkpoint(tmp_path / "ad", 0), _tiny_checkpoint(tmp_path / "ed", 1)
+    out = tmp_path / "demo"
+    text = run_demo(DemoConfig(model=ad, ed_model=ed, episodes=3, out=str(out)), log=lambda _: None)
+    results = json.loads((out / constants.RESULTS_JSON).read_text())
+    assert set(results["methods"]) == {"AD", "ED", "source"}
+    assert results["tasks"] == [list(task) for task in TASKS]
+    assert (out / constants.RESULTS_PNG).read_bytes().startswith(b"\x89PNG")
+    assert returns_table(results) in text
+    assert "episode 1: return" in text and "episode 3: return" in text
+    assert text.count("#########") >= 4  # two rooms side by side, top and bottom walls
+    oracle = sum(optimal_return(constants.DARK_ROOM, task) for task in TASKS) / len(TASKS)
+    assert f"| {oracle:.2f} |" in text
+
+
+def test_demo_cli_runs_without_ed_and_source(tmp_path, capsys):
+    ad = _tiny_checkpoint(tmp_path / "ad", 0)
+    argv = ["demo", "--model", ad, "--ed_model", "none", "--source", "none", "--episodes", "2"]
+    assert main([*argv, "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "oracle optimum" in out and "#####" in out and len(ROW.findall(out)) == 1
+    assert "| episode | AD | oracle |" in out
 
 
-def test_demo_rejects_bad_options():
-    with pytest.raises(ValueError, match="the demo runs"):
-        DemoConfig(env="hf_ad/Bandit-v0")
-    with pytest.raises(ValueError, match="num_goals must be >= 1, got 0"):
-        DemoConfig(num_goals=0)
+def test_demo_names_missing_shipped_checkpoints():
+    with pytest.raises(ValueError, match="make reproduce"):
+        DemoConfig(model=str(PRETRAINED_DIR / "no-such-model"))
+    with pytest.raises(ValueError, match="episodes must be >= 1, got 0"):
+        DemoConfig(model="org/ad", ed_model="none", episodes=0)
