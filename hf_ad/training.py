@@ -249,8 +249,7 @@ class TrainConfig:
 
     def model_overrides(self) -> dict[str, Any]:
         """The ADConfig fields set on the command line (the others keep ADConfig's defaults)."""
-        names = [f.name for f in dataclasses.fields(self) if f.name in model_field_names()]
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {name: getattr(self, name) for name in model_field_names() if getattr(self, name) is not None}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -260,16 +259,15 @@ class TrainConfig:
         parts = shlex.split(program)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.default is dataclasses.MISSING or value != f.default:
-                if f.name == "resume":
-                    continue
-                flag = "--" + f.name.replace("_", "-")
-                if isinstance(value, bool):
-                    parts += [flag] if value else []
-                elif isinstance(value, list):
-                    parts += [flag, *map(str, value)]
-                else:
-                    parts += [flag, str(value)]
+            if f.name == "resume" or value == f.default:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                parts += [flag] if value else []
+            elif isinstance(value, list):
+                parts += [flag, *map(str, value)]
+            else:
+                parts += [flag, str(value)]
         return shlex.join(parts)
 
 
@@ -615,13 +613,19 @@ def train(cfg: TrainConfig) -> Path:
     from hf_ad.modeling_ad import ADModel
 
     output_dir = Path(cfg.output_dir)
+    final_state = output_dir / constants.FINAL_DIR / constants.TRAINER_STATE
+    saved_config_path = output_dir / constants.TRAIN_CONFIG
+    if cfg.resume and final_state.is_file() and saved_config_path.is_file():
+        _check_resumable(cfg, json.loads(saved_config_path.read_text()))
+        if json.loads(final_state.read_text())["step"] == cfg.max_steps:
+            logger.info("--resume: %s already holds the finished run", output_dir)
+            return final_state.parent
     checkpoints = checkpoint_steps(output_dir)
     if checkpoints and not cfg.resume:
         raise ValueError(
             f"{str(output_dir)!r} already holds checkpoints {checkpoints}; pass --resume to continue that "
             f"run or choose another --output-dir"
         )
-    saved_config_path = output_dir / constants.TRAIN_CONFIG
     if cfg.resume and checkpoints and saved_config_path.is_file():
         _check_resumable(cfg, json.loads(saved_config_path.read_text()))
 

@@ -197,6 +197,16 @@ def test_resumed_run_matches_the_uninterrupted_one_exactly(dataset_dir, tmp_path
     assert_same_weights(weights(resumed), weights(straight))
     state = json.loads((resumed / constants.TRAINER_STATE).read_text())
     assert state["step"] == 6
+    # Resuming a finished run returns its final model without training again.
+    written = (resumed / "model.safetensors").stat().st_mtime_ns
+    assert train(dataclasses.replace(cfg, resume=True)) == resumed
+    assert (resumed / "model.safetensors").stat().st_mtime_ns == written
+
+
+def test_bf16_mixed_precision_keeps_float32_weights(dataset_dir, tmp_path):
+    final = train(tiny_config(dataset_dir, tmp_path / "run", max_steps=2, mixed_precision="bf16"))
+    assert all(value.dtype == np.float32 for value in weights(final).values())
+    assert np.isfinite(json.loads((final / constants.TRAINER_STATE).read_text())["loss"])
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint_intact(dataset_dir, tmp_path, monkeypatch):
