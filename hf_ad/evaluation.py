@@ -277,7 +277,10 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
 
     optimal = [optimal_return(env_id, task, **env_kwargs) for task in tasks]
     random = [random_return(env_id, task, **env_kwargs) for task in tasks]
+    from hf_ad.cli import command_line
+
     results = {
+        "command": command_line(config, "hf-ad evaluate"),
         "env_id": env_id,
         "env_kwargs": env_kwargs,
         "tasks": [list(task) for task in tasks],
@@ -379,7 +382,8 @@ def card_table(results: dict, method: str, own: dict) -> str:
         f"{results['seeds']} evaluation seeds per checkpoint, {results['episodes']} episodes, "
         f"{sample} actions, "
         "the context filled by the agent itself. Mean ± std over runs (n runs; one run = one checkpoint and "
-        "one seed, scored by its mean over the tasks). Measured by `hf-ad evaluate`.\n\n"
+        "one seed, scored by its mean over the tasks). Measured by:\n\n"
+        f"```\n{results['command']}\n```\n\n"
     )
     return f"{CARD_SECTION[0]}\n## Evaluation\n\n{intro}{header}{rows}{CARD_SECTION[1]}"
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Rebuild the shipped Dark Room release from scratch: histories -> AD and ED -> evaluation -> cards.
+#
+# Usage (from the repo root, after `make setup`):
+#     bash scripts/reproduce.sh                 # writes everything under runs/reproduce/
+#     OUT=runs/other bash scripts/reproduce.sh  # somewhere else
+#     SHIP=1 bash scripts/reproduce.sh          # also replace pretrained/ with the new folders
+#
+# AD and ED train at the same time, one CPU thread each (the machine has 2 cores); then both are
+# evaluated on every held-out goal for 1000 episodes x 3 seeds, against Q-learning from scratch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/reproduce}
+BIN=${BIN:-.venv/bin}
+ENV_ID=hf_ad/DarkRoom-v0
+TRAIN_ARGS=(--max-steps 2400 --batch-size 32 --save-steps 300)
+export OMP_NUM_THREADS=1
+
+mkdir -p "$OUT"
+"$BIN/hf-ad" generate --env "$ENV_ID" --source q_learning --out "$OUT/darkroom-histories"
+"$BIN/hf-ad" generate --env "$ENV_ID" --source expert --out "$OUT/darkroom-expert"
+
+"$BIN/hf-ad" train --dataset "$OUT/darkroom-histories" --output-dir "$OUT/ad-darkroom" "${TRAIN_ARGS[@]}" \
+    > "$OUT/ad-darkroom.log" 2>&1 &
+ad_pid=$!
+"$BIN/hf-ad" train --dataset "$OUT/darkroom-expert" --output-dir "$OUT/ed-darkroom" "${TRAIN_ARGS[@]}" \
+    > "$OUT/ed-darkroom.log" 2>&1 &
+ed_pid=$!
+wait "$ad_pid" || { tail -n 20 "$OUT/ad-darkroom.log"; exit 1; }
+wait "$ed_pid" || { tail -n 20 "$OUT/ed-darkroom.log"; exit 1; }
+
+"$BIN/hf-ad" evaluate --model "$OUT/ad-darkroom/final" --ed-model "$OUT/ed-darkroom/final" \
+    --episodes 1000 --seeds 3 --out "$OUT/evaluation"
+
+if [ "${SHIP:-0}" = 1 ]; then
+    "$BIN/python" scripts/ship_release.py --run "$OUT"
+fi
