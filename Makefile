@@ -32,5 +32,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py all
 
+reproduce: $(STAMP)
+	bash scripts/reproduce.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

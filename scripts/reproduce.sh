@@ -29,9 +29,18 @@ ed_pid=$!
 wait "$ad_pid" || { tail -n 20 "$OUT/ad-darkroom.log"; exit 1; }
 wait "$ed_pid" || { tail -n 20 "$OUT/ed-darkroom.log"; exit 1; }
 
-"$BIN/hf-ad" evaluate --model "$OUT/ad-darkroom/final" --ed-model "$OUT/ed-darkroom/final" \
-    --episodes 1000 --seeds 3 --out "$OUT/evaluation"
-
 if [ "${SHIP:-0}" = 1 ]; then
-    "$BIN/python" scripts/ship_release.py --run "$OUT"
+    # Replace pretrained/ with this run's folders, then evaluate the shipped folders themselves so that
+    # their cards carry the measured numbers and the command that measured them.
+    rm -rf pretrained.new && mkdir pretrained.new
+    cp -r "$OUT/darkroom-histories" pretrained.new/darkroom-histories
+    cp -r "$OUT/ad-darkroom/final" pretrained.new/ad-darkroom
+    cp -r "$OUT/ed-darkroom/final" pretrained.new/ed-darkroom
+    rm -rf pretrained && mv pretrained.new pretrained
+    "$BIN/python" -c "from hf_ad.training import write_model_card as w; \
+w('pretrained/ad-darkroom', repo_id='pretrained/ad-darkroom'); w('pretrained/ed-darkroom', repo_id='pretrained/ed-darkroom')"
+    AD=pretrained/ad-darkroom ED=pretrained/ed-darkroom EVAL=pretrained/evaluation
+else
+    AD="$OUT/ad-darkroom/final" ED="$OUT/ed-darkroom/final" EVAL="$OUT/evaluation"
 fi
+"$BIN/hf-ad" evaluate --model "$AD" --ed-model "$ED" --episodes 1000 --seeds 3 --out "$EVAL"
