@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_model import MATMUL_SIZE, forward_flops_per_transition, median_seconds
+from bench_model import MATMUL_SIZE, best_seconds, forward_flops_per_transition
 from torch import nn
 from torch.nn import functional as F
 
@@ -163,7 +163,7 @@ def matmul_peak(dtype: torch.dtype) -> float:
     """FLOP/s of a large square matmul in `dtype` on this process's threads."""
     a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype)
     b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype)
-    return 2 * MATMUL_SIZE**3 / median_seconds(lambda: torch.matmul(a, b), repeats=10, warmup=2)
+    return 2 * MATMUL_SIZE**3 / best_seconds(lambda: torch.matmul(a, b), repeats=10, warmup=2)
 
 
 def run() -> str:
