@@ -142,7 +142,7 @@ class TrainConfig:
     )
 
     # --- optimisation
-    max_steps: int = field(default=3000, metadata={"help": "Optimizer steps."})
+    max_steps: int = field(default=1500, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=64, metadata={"help": "Windows per micro-batch, per process."})
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "Micro-batches per optimizer step."}
@@ -188,7 +188,7 @@ class TrainConfig:
     )
     logging_steps: int = field(default=20, metadata={"help": "Log the mean loss every N steps."})
     save_steps: int = field(
-        default=500, metadata={"help": "Save a checkpoint every N steps (0: only the final model)."}
+        default=250, metadata={"help": "Save a checkpoint every N steps (0: only the final model)."}
     )
     save_total_limit: int = field(default=2, metadata={"help": "Keep the newest N checkpoints."})
     resume: bool = field(
