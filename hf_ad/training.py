@@ -343,6 +343,38 @@ def resolve_context(cfg: TrainConfig, config: ADConfig) -> int:
     return context
 
 
+def build_model_and_windows(cfg: TrainConfig):
+    """The model (fresh or `--init-from`) and the training windows of `cfg.dataset`, checked together.
+
+    Raises:
+        ValueError: the dataset's spec does not match the model config (naming both), or the windows
+            do not fit (context longer than `max_context` or than the histories).
+    """
+    from hf_ad.data.histories import load_histories
+    from hf_ad.data.windows import HistoryWindows
+    from hf_ad.modeling_ad import ADModel
+
+    dataset, metadata = load_histories(cfg.dataset, split=cfg.dataset_split)
+    model_config = build_model_config(cfg, metadata)
+    windows = HistoryWindows.from_dataset(
+        dataset,
+        context=resolve_context(cfg, model_config),
+        num_actions=model_config.num_actions,
+        tasks=metadata["task_split"]["train"],
+        loss_lead_in=cfg.loss_lead_in,
+    )
+    if windows.observation_shape != tuple(model_config.observation_shape):
+        raise ValueError(
+            f"dataset {cfg.dataset!r} stores observations of shape {windows.observation_shape}, the model "
+            f"config expects {tuple(model_config.observation_shape)}"
+        )
+    if cfg.init_from is not None:
+        model = ADModel.from_pretrained(cfg.init_from, config=model_config)
+    else:
+        model = ADModel(model_config)
+    return model.train(), windows
+
+
 # --- one step ------------------------------------------------------------------------------------------
 
 
@@ -608,9 +640,7 @@ def train(cfg: TrainConfig) -> Path:
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
-    from hf_ad.data.histories import load_histories
-    from hf_ad.data.windows import HistoryWindows, window_loader
-    from hf_ad.modeling_ad import ADModel
+    from hf_ad.data.windows import window_loader
 
     output_dir = Path(cfg.output_dir)
     final_state = output_dir / constants.FINAL_DIR / constants.TRAINER_STATE
@@ -640,27 +670,8 @@ def train(cfg: TrainConfig) -> Path:
     )
     set_seed(cfg.seed)  # same model init on every process
 
-    dataset, metadata = load_histories(cfg.dataset, split=cfg.dataset_split)
-    model_config = build_model_config(cfg, metadata)
-    context = resolve_context(cfg, model_config)
-    windows = HistoryWindows.from_dataset(
-        dataset,
-        context=context,
-        num_actions=model_config.num_actions,
-        tasks=metadata["task_split"]["train"],
-        loss_lead_in=cfg.loss_lead_in,
-    )
-    if windows.observation_shape != tuple(model_config.observation_shape):
-        raise ValueError(
-            f"dataset {cfg.dataset!r} stores observations of shape {windows.observation_shape}, the model "
-            f"config expects {tuple(model_config.observation_shape)}"
-        )
-    if cfg.init_from is not None:
-        model = ADModel.from_pretrained(cfg.init_from, config=model_config)
-    else:
-        model = ADModel(model_config)
-    model.train()
-
+    model, windows = build_model_and_windows(cfg)
+    model_config, context = model.config, windows.context
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=cfg.learning_rate,
@@ -674,12 +685,14 @@ def train(cfg: TrainConfig) -> Path:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     set_seed(cfg.seed, device_specific=True)  # each process its own dropout and token masks
 
-    start_step, wall_time = 0, 0.0
+    start_step, wall_time, last_loss = 0, 0.0, math.nan
+    last_eval: dict[str, float] | None = None
     if cfg.resume and checkpoints:
         start_step = checkpoints[-1]
         checkpoint = output_dir / constants.CHECKPOINTS_DIR / str(start_step)
         accelerator.load_state(str(checkpoint))
-        wall_time = json.loads((checkpoint / constants.TRAINER_STATE).read_text())["wall_time_s"]
+        saved_state = json.loads((checkpoint / constants.TRAINER_STATE).read_text())
+        wall_time, last_loss, last_eval = saved_state["wall_time_s"], saved_state["loss"], saved_state["eval"]
         # accelerate does not restore its save counter; our folders are named by step, keep it in line anyway.
         accelerator.project_configuration.iteration = start_step // cfg.save_steps if cfg.save_steps else 0
         logger.info("resuming from %s at step %d", checkpoint, start_step)
@@ -711,8 +724,9 @@ def train(cfg: TrainConfig) -> Path:
         disable=not accelerator.is_main_process,
     )
     window_losses: list[float] = []
-    last_eval: dict[str, float] | None = None
-    last_loss = math.nan
+    transitions_per_step = (
+        cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes * context
+    )
     step = start_step
     started = time.perf_counter()
 
@@ -723,11 +737,7 @@ def train(cfg: TrainConfig) -> Path:
             "wall_time_s": round(wall_time + time.perf_counter() - started, 3),
             "loss": last_loss,
             "num_processes": accelerator.num_processes,
-            "transitions_seen": step
-            * cfg.batch_size
-            * cfg.gradient_accumulation_steps
-            * accelerator.num_processes
-            * context,
+            "transitions_seen": step * transitions_per_step,
             "context": context,
             "eval": last_eval,
         }
@@ -776,6 +786,7 @@ def train(cfg: TrainConfig) -> Path:
 __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
+    "build_model_and_windows",
     "build_model_config",
     "checkpoint_steps",
     "save_checkpoint",
