@@ -13,9 +13,10 @@ transitions per training sequence (160 = twice the 80-transition attention windo
   way: three tokens per transition (o_t, a_t, r_t; the action predicted from the o_t token), full causal
   eager attention over the 480-token sequence, windows sliced per sample in Python by a map-style
   `Dataset` and the `DataLoader`'s default collate, a plain torch AdamW loop.
-Throughput counts transitions per second of whole optimizer steps (data, forward, backward, clipping,
-update). Achieved FLOP/s are the model FLOPs (3x the forward's matmul and in-window attention FLOPs)
-over a float32 `torch.matmul` peak measured in the same process.
+Throughput is transitions per second at the median time from the start of one optimizer step to the
+next (data, forward, backward, clipping, update and the loop's own work; the median resists the load of a
+shared machine). Achieved FLOP/s are the model FLOPs (3x the forward's matmul and in-window attention
+FLOPs) over a `torch.matmul` peak of the same precision measured in the same process.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from hf_ad.training import TrainConfig, train
 
 THREADS = 2
 BATCH, CONTEXT = 64, 160
-HF_AD_STEPS, BASELINE_STEPS = 8, 4
+HF_AD_STEPS, BASELINE_STEPS = 9, 5
 REFERENCE = 4_700  # transitions/s of the public AD^eps code's small CPU config here (14,000 tokens/s / 3)
 EPS_SMALL = "AD^eps small (hidden 128, 2 layers, 4 heads, ff 512)"
 MODELS = {
@@ -75,7 +76,10 @@ def reset_accelerate() -> None:
 
 
 def hf_ad_transitions_per_second(dataset: Path, output_dir: Path, model: dict, mixed_precision: str) -> float:
-    """The real `train()`: transitions per second of its training loop (`trainer_state.json` wall time)."""
+    """The real `train()`, timed step by step: transitions/s at the median time from one `train_step` call to
+    the next (data, step and the loop's own work; a median resists the load of a shared machine)."""
+    import hf_ad.training as training
+
     reset_accelerate()
     cfg = TrainConfig(
         dataset=str(dataset),
@@ -88,9 +92,20 @@ def hf_ad_transitions_per_second(dataset: Path, output_dir: Path, model: dict, m
         mixed_precision=mixed_precision,
         **model,
     )
-    final = train(cfg)
+    starts, train_step = [], training.train_step
+
+    def timed_train_step(*args, **kwargs):
+        starts.append(time.perf_counter())
+        return train_step(*args, **kwargs)
+
+    training.train_step = timed_train_step
+    try:
+        final = train(cfg)
+    finally:
+        training.train_step = train_step
     state = json.loads((final / constants.TRAINER_STATE).read_text())
-    return state["transitions_seen"] / state["wall_time_s"]
+    seconds = float(np.median(np.diff(starts)))  # from one step's start to the next: data + step + loop
+    return state["transitions_seen"] / state["step"] / seconds
 
 
 class PerSampleWindows(torch.utils.data.Dataset):
@@ -149,15 +164,16 @@ def baseline_transitions_per_second(columns: dict[str, np.ndarray], starts: np.n
     optimizer = torch.optim.AdamW(network.parameters(), lr=3e-4, betas=(0.9, 0.99), weight_decay=0.0)
     loader = torch.utils.data.DataLoader(PerSampleWindows(columns, starts, CONTEXT), batch_size=BATCH)
     batches = iter(loader)
-    start = time.perf_counter()
-    for _ in range(BASELINE_STEPS):
+    starts = []
+    for _ in range(BASELINE_STEPS + 1):
+        starts.append(time.perf_counter())
         batch = next(batches)
         loss = network(batch["observations"], batch["actions"], batch["rewards"])
         loss.backward()
         nn.utils.clip_grad_norm_(network.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return BASELINE_STEPS * BATCH * CONTEXT / (time.perf_counter() - start)
+    return BATCH * CONTEXT / float(np.median(np.diff(starts)))
 
 
 def matmul_peak(dtype: torch.dtype) -> float:
@@ -210,10 +226,10 @@ def run() -> str:
     )
     intro = (
         f"Training throughput on {THREADS} torch threads (`torch.set_num_threads({THREADS})`), batch "
-        f"{BATCH} x {CONTEXT} transitions of Dark Room histories: {HF_AD_STEPS} optimizer steps of the real "
-        f"`train()` (`--mixed-precision no` and `bf16`), {BASELINE_STEPS} of the float32 baseline (an "
-        "AD^eps-style trainer on the same decoder: 3 tokens per transition, eager full attention, "
-        "per-sample Python windows). Matmul peaks in this run: float32 "
+        f"{BATCH} x {CONTEXT} transitions of Dark Room histories, median step of {HF_AD_STEPS} optimizer "
+        f"steps of the real `train()` (`--mixed-precision no` and `bf16`) and of {BASELINE_STEPS} of the "
+        "float32 baseline (an AD^eps-style trainer on the same decoder: 3 tokens per transition, eager "
+        "full attention, per-sample Python windows). Matmul peaks in this run: float32 "
         f"{peaks['no'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s (each row's fraction is of "
         f"its own precision's peak). Goal: >= 5x the public AD^eps code's ~{REFERENCE:,} transitions/s "
         "(14,000 tokens/s with 3 tokens per transition, measured outside this run) at equal model size."
