@@ -3,9 +3,9 @@
 import json
 
 import pytest
-import torch
+from conftest import save_tiny_checkpoint
 
-from hf_ad import ADConfig, ADModel, constants
+from hf_ad import constants
 from hf_ad.cli import main
 from hf_ad.demo import PRETRAINED_DIR, DemoConfig, returns_table, run_demo
 from hf_ad.envs import optimal_return
@@ -14,19 +14,7 @@ TASKS = [(0, 0), (6, 2)]
 
 
 def _tiny_checkpoint(path, seed: int) -> str:
-    torch.manual_seed(seed)
-    config = ADConfig(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        sliding_window=8,
-        env_id=constants.DARK_ROOM,
-        train_tasks=[[4, 4]],
-        test_tasks=[list(task) for task in TASKS],
-    )
-    ADModel(config).save_pretrained(path)
-    return str(path)
+    return save_tiny_checkpoint(path, TASKS, seed)
 
 
 def test_demo_prints_every_method_draws_paths_and_writes_the_plot(tmp_path):

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_checkpoint
 from huggingface_hub import ModelCard
 
-from hf_ad import ADConfig, ADModel, constants
+from hf_ad import constants
 from hf_ad.cli import main
 from hf_ad.envs import optimal_return, random_return
 from hf_ad.evaluation import (
@@ -29,18 +29,7 @@ CARD = (
 
 
 def _save_model(path, seed: int) -> str:
-    torch.manual_seed(seed)
-    config = ADConfig(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        sliding_window=8,
-        env_id=constants.DARK_ROOM,
-        train_tasks=[[4, 4]],
-        test_tasks=[list(t) for t in TASKS],
-    )
-    ADModel(config).save_pretrained(path)
+    save_tiny_checkpoint(path, TASKS, seed)
     (path / constants.MODEL_CARD).write_text(CARD)
     return str(path)
 
