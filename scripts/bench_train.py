@@ -195,7 +195,7 @@ def run() -> str:
             # The baseline's windows: the same kind (inside one history), in a random order.
             starts = windows.window_starts(np.random.default_rng(0).permutation(windows.num_windows))
             peaks = {"no": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-            rows = []
+            rows, achieved = [], {}
             for index, (label, model) in enumerate(MODELS.items()):
                 baseline = baseline_transitions_per_second(columns, starts, model)
                 model_flops = 3 * forward_flops_per_transition(ADConfig(**model), CONTEXT)
@@ -203,6 +203,8 @@ def run() -> str:
                     run_dir = Path(tmp) / f"run{index}-{precision}"
                     ours = hf_ad_transitions_per_second(dataset, run_dir, model, precision)
                     flops = model_flops * ours
+                    if precision == "no":
+                        achieved[label] = ours
                     fraction = flops / peaks[precision]
                     rows.append(
                         f"| {label} | {name} | {ours:,.0f} | {flops / 1e9:.2f} GFLOP/s ({fraction:.0%}) "
@@ -210,19 +212,14 @@ def run() -> str:
                     )
     finally:
         torch.set_num_threads(threads)
-    # What the goal needs, against what float32 arithmetic allows at all on these threads.
-    small = ADConfig(**MODELS[EPS_SMALL])
-    bound = peaks["no"] / (3 * forward_flops_per_transition(small, CONTEXT))
+    # What the goal needs of the float32 peak, against what the hf_ad float32 run reached.
+    goal, reached = 5 * REFERENCE, achieved[EPS_SMALL]
+    needed = goal * 3 * forward_flops_per_transition(ADConfig(**MODELS[EPS_SMALL]), CONTEXT)
     verdict = (
-        f"At 100% of the float32 matmul peak, the {EPS_SMALL} model could train at most {bound:,.0f} "
-        f"transitions/s here (one token per transition); the goal asks for {5 * REFERENCE:,}. "
-        + (
-            "The goal is beyond float32 arithmetic on these threads: the one-token-per-transition design "
-            "gives 3x over three tokens at equal per-token cost, and the rest must come from precision "
-            "(bf16) or a smaller model."
-            if bound < 5 * REFERENCE
-            else "The goal is within float32 reach; see the rows above for how much of it is met."
-        )
+        f"Goal at equal model size ({EPS_SMALL}, float32): {goal:,} transitions/s needs {needed / 1e9:.1f} "
+        f"GFLOP/s, {needed / peaks['no']:.0%} of this run's float32 matmul peak; hf_ad reached "
+        f"{reached:,.0f} transitions/s ({reached / goal:.0%} of the goal): "
+        + ("**met**." if reached >= goal else "**not met**.")
     )
     intro = (
         f"Training throughput on {THREADS} torch threads (`torch.set_num_threads({THREADS})`), batch "
