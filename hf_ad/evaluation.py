@@ -419,7 +419,13 @@ def update_model_card(folder: Path, results: dict, method: str, own: dict) -> No
     ]
     data.eval_results = kept + measured
     data.model_name = data.model_name or folder.name
-    section = card_table(results, method, own)
+    atomic_write(path, _card_with_section(data, text, card_table(results, method, own)).encode())
+
+
+def _card_with_section(data, text: str, section: str) -> str:
+    """A card of `data` and `text` with the evaluation `section` in place of any earlier one."""
+    from huggingface_hub import ModelCard
+
     if CARD_SECTION[0] in text and CARD_SECTION[1] in text:
         head, rest = text.split(CARD_SECTION[0], 1)
         text = head + section + rest.split(CARD_SECTION[1], 1)[1]
@@ -428,12 +434,31 @@ def update_model_card(folder: Path, results: dict, method: str, own: dict) -> No
         text = head + section + "\n\n" + CITATION_HEADING + rest
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{text}")
-    atomic_write(path, str(card).encode())
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{text}"))
+
+
+def carry_evaluation(old_card: str, new_card: str) -> str:
+    """`new_card` (a re-rendered card) with the evaluation section and results that `old_card` had.
+
+    Lets a checkpoint's card be re-rendered (e.g. for a hub repo id) without losing what `hf-ad evaluate`
+    measured.
+    """
+    from huggingface_hub import ModelCard
+
+    old = ModelCard(old_card)
+    if CARD_SECTION[0] not in old.text or CARD_SECTION[1] not in old.text:
+        return new_card
+    section = CARD_SECTION[0] + old.text.split(CARD_SECTION[0], 1)[1].split(CARD_SECTION[1], 1)[0]
+    new = ModelCard(new_card)
+    kept = [r for r in (new.data.eval_results or []) if r.task_name != EVAL_TASK_NAME]
+    measured = [r for r in (old.data.eval_results or []) if r.task_name == EVAL_TASK_NAME]
+    new.data.eval_results = kept + measured or None
+    return _card_with_section(new.data, new.text, section + CARD_SECTION[1])
 
 
 __all__ = [
     "EvaluateConfig",
+    "carry_evaluation",
     "curve_stats",
     "episode_ranges",
     "evaluate",

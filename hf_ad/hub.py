@@ -112,6 +112,7 @@ def publish_folder(
 # Each kind validates its folder and refreshes its card (which names the repo) before uploading.
 PUBLISHERS: dict[str, tuple[str, str]] = {
     "dataset": ("hf_ad.data.histories", "publish_histories"),
+    "model": ("hf_ad.training", "publish_checkpoint"),
 }
 
 
@@ -122,6 +123,9 @@ class PublishConfig:
     repo_id: str = field(metadata={"help": "Hub repo to create or update, 'org/name'."})
     dataset: str | None = field(
         default=None, metadata={"help": "A histories dataset folder written by `hf-ad generate`."}
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder written by `hf-ad train` (its `final/`)."}
     )
     private: bool = field(default=False, metadata={"help": "Create the repo private."})
     token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})

@@ -573,10 +573,40 @@ def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
         state=state,
         hf_ad_version=hf_ad.__version__,
     )
+    previous = folder / constants.MODEL_CARD
+    if previous.is_file():  # keep what `hf-ad evaluate` measured
+        from hf_ad.evaluation import carry_evaluation
+
+        card = carry_evaluation(previous.read_text(), card)
     tmp = folder / f".{constants.MODEL_CARD}.tmp"
     tmp.write_text(card)
-    os.replace(tmp, folder / constants.MODEL_CARD)
+    os.replace(tmp, previous)
     return card
+
+
+def publish_checkpoint(
+    folder: str | Path, repo_id: str, private: bool = False, token: str | None = None
+) -> str:
+    """Check a `final/` folder loads, re-render its card for `repo_id` (evaluation kept), and upload it.
+
+    Returns:
+        The URL of the hub commit.
+    """
+    from hf_ad.hub import publish_folder
+
+    folder = Path(folder)
+    missing = [
+        name
+        for name in ("config.json", "model.safetensors", constants.TRAIN_CONFIG, constants.TRAINER_STATE)
+        if not (folder / name).is_file()
+    ]
+    if missing:
+        raise ValueError(
+            f"{str(folder)!r} is not a final/ folder written by `hf-ad train`: missing {missing}"
+        )
+    ADConfig.from_pretrained(folder)
+    write_model_card(folder, repo_id=repo_id)
+    return publish_folder(folder, repo_id, "model", private=private, token=token)
 
 
 def save_final(accelerator, model, cfg: TrainConfig, state: dict) -> Path:
@@ -786,6 +816,7 @@ def train(cfg: TrainConfig) -> Path:
 __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
+    "publish_checkpoint",
     "build_model_and_windows",
     "build_model_config",
     "checkpoint_steps",
