@@ -22,6 +22,7 @@ FLOPs) over a `torch.matmul` peak of the same precision measured in the same pro
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -184,6 +185,7 @@ def matmul_peak(dtype: torch.dtype) -> float:
 
 
 def run() -> str:
+    load_before = os.getloadavg()[0]
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
@@ -229,7 +231,10 @@ def run() -> str:
         "full attention, per-sample Python windows). Matmul peaks in this run: float32 "
         f"{peaks['no'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s (each row's fraction is of "
         f"its own precision's peak). Goal: >= 5x the public AD^eps code's ~{REFERENCE:,} transitions/s "
-        "(14,000 tokens/s with 3 tokens per transition, measured outside this run) at equal model size."
+        "(14,000 tokens/s with 3 tokens per transition, measured outside this run) at equal model size. "
+        f"Machine load (1-minute average) before and after: {load_before:.1f}, {os.getloadavg()[0]:.1f}; "
+        "other jobs on the 2 cores slow these many-small-kernel steps far more than the baseline's few "
+        "large ones, so compare rows of one run."
     )
     return "\n".join(
         [
