@@ -551,6 +551,10 @@ def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
     dataset = train_config["dataset"]
     dataset_id = train_config.get("hub_dataset_id") or (None if Path(dataset).exists() else dataset)
     model_name = Path(train_config["output_dir"]).name or "ad"
+    dataset_metadata = Path(dataset) / constants.HISTORIES_METADATA
+    dataset_command = (
+        json.loads(dataset_metadata.read_text()).get("command") if dataset_metadata.is_file() else None
+    )
     card_data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
@@ -568,6 +572,7 @@ def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
         num_parameters=num_parameters,
         dataset=dataset_id or dataset,
         command=TrainConfig(**train_config).command(),
+        dataset_command=dataset_command,
         train_config=train_config,
         train_config_json=json.dumps(train_config, indent=2, sort_keys=True),
         state=state,
