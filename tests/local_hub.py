@@ -3,16 +3,24 @@
 `olah` (PyPI) is a hub-compatible server; in offline mode it serves local git repositories laid out
 as `<mirrors>/<models|datasets>/<org>/<name>`, so the real clients (`from_pretrained`,
 `load_dataset`, `hf_hub_download`) work against it with `HF_ENDPOINT` pointing at it.
+
+Note: olah 0.5 answers a ranged GET of a local-mirror file with the whole file and status 200, while
+`datasets` reads parquet footers from `hf://` paths with range requests (the Hub answers 206). A small
+proxy in front of olah serves the requested byte range of such answers, as the Hub does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import http.server
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -57,6 +65,60 @@ def _wait_until_up(endpoint: str, process: subprocess.Popen, timeout_s: float = 
     raise TimeoutError(f"olah did not answer on {endpoint} within {timeout_s:.0f} s")
 
 
+class _RangeProxy(http.server.BaseHTTPRequestHandler):
+    """Forwards GET/HEAD to olah; answers a ranged GET that got the whole file with 206 and the range."""
+
+    upstream: tuple[str, int]
+
+    def do_HEAD(self):
+        self._forward("HEAD")
+
+    def do_GET(self):
+        self._forward("GET")
+
+    def _forward(self, method: str) -> None:
+        connection = http.client.HTTPConnection(*self.upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "range")}
+        connection.request(method, self.path, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        dropped = ("transfer-encoding",) if method == "HEAD" else ("content-length", "transfer-encoding")
+        status = response.status
+        out_headers = [(k, v) for k, v in response.getheaders() if k.lower() not in dropped]
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
+        if method == "GET" and status == 200 and match:
+            size = len(body)
+            first, last = match.groups()
+            start = max(size - int(last), 0) if not first else int(first)
+            end = size - 1 if not first or not last else min(int(last), size - 1)
+            body, status = body[start : end + 1], 206
+            out_headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
+        self.send_response(status)
+        for key, value in out_headers:
+            self.send_header(key, value)
+        if method == "GET":
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if method == "GET":
+            self.wfile.write(body)
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+@contextlib.contextmanager
+def _range_proxy(upstream_port: int) -> Iterator[str]:
+    handler = type("Handler", (_RangeProxy,), {"upstream": ("127.0.0.1", upstream_port)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @contextlib.contextmanager
 def serve_local_hub(repos: dict[str, tuple[Path, str]], workdir: Path) -> Iterator[str]:
     """Serve `{repo_id: (folder, repo_type)}` on 127.0.0.1; yields the endpoint for `HF_ENDPOINT`."""
@@ -77,7 +139,8 @@ def serve_local_hub(repos: dict[str, tuple[Path, str]], workdir: Path) -> Iterat
     endpoint = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(endpoint, process)
-        yield endpoint
+        with _range_proxy(port) as proxied:
+            yield proxied
     finally:
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
