@@ -10,6 +10,7 @@ Offline: everything it loads ships with the project.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +19,9 @@ import numpy as np
 from hf_ad import constants
 from hf_ad.envs import draw_path
 
-# The shipped checkpoints live next to the package in a checkout (`make demo` runs from one).
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+# The shipped checkpoints live next to the package in a checkout (`make demo` runs from one); shown
+# relative to the working directory.
+PRETRAINED_DIR = Path(os.path.relpath(Path(__file__).resolve().parent.parent / "pretrained"))
 TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
@@ -104,8 +106,11 @@ def draw_first_and_last(model: str, goal: tuple[int, int], episodes: int, seed: 
 
 def run_demo(config: DemoConfig, log=print) -> str:
     """Evaluate AD, ED and the source on the held-out goals; returns the text to print."""
+    from transformers.utils import logging as transformers_logging
+
     from hf_ad.evaluation import EvaluateConfig, evaluate
 
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bars between the demo's lines
     evaluation = EvaluateConfig(
         model=[config.model],
         ed_model=[config.ed_model] if config.ed_model else None,

@@ -36,7 +36,7 @@ pipe = hf_ad.InContextRLPipeline.from_pretrained("org/ad-darkroom")
 result = pipe(num_episodes=2, seed=0)
 remote = AutoModel.from_pretrained("org/ed-darkroom", trust_remote_code=True)
 histories = load_dataset("org/darkroom-histories", split="train")
-streamed = next(iter(load_dataset("org/darkroom-histories", split="train", streaming=True)))
+(streamed,) = list(load_dataset("org/darkroom-histories", split="train", streaming=True).take(1))
 print(json.dumps({
     "model": type(model).__name__,
     "remote": type(remote).__name__,
