@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -256,19 +255,9 @@ class TrainConfig:
 
     def command(self, program: str = "accelerate launch scripts/train.py") -> str:
         """The command line that reproduces this run (flags that differ from the defaults)."""
-        parts = shlex.split(program)
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "resume" or value == f.default:
-                continue
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(value, bool):
-                parts += [flag] if value else []
-            elif isinstance(value, list):
-                parts += [flag, *map(str, value)]
-            else:
-                parts += [flag, str(value)]
-        return shlex.join(parts)
+        from hf_ad.cli import command_line
+
+        return command_line(self, program, skip=("resume",))
 
 
 def model_field_names() -> tuple[str, ...]:
