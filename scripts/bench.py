@@ -24,7 +24,10 @@ import torch
 
 SECTIONS = ("envs", "sources", "model", "train", "rollout")
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-HEADER = "# Benchmarks\n\nWritten by `scripts/bench.py`; every ratio is against a baseline measured in the same run.\n"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Written by `scripts/bench.py`; every ratio is against a baseline measured in the same run.\n"
+)
 
 
 def machine_line() -> str:
@@ -53,17 +56,15 @@ def write_section(name: str, block: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("section", choices=(*SECTIONS, "all"))
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     names = SECTIONS if args.section == "all" else (args.section,)
     for name in names:
-        module_path = Path(__file__).resolve().parent / f"bench_{name}.py"
-        if not module_path.exists():
-            print(f"[{name}] skipped: {module_path.name} does not exist yet")
-            continue
         block = importlib.import_module(f"bench_{name}").run()
         print(f"## {name}\n{block}\n")
         if not args.no_write:
