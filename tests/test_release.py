@@ -79,3 +79,29 @@ def test_release_loads_by_repo_id_through_a_local_hub(tmp_path):
     metadata = json.loads((PRETRAINED_DIR / "darkroom-histories" / "hf_ad_histories.json").read_text())
     assert loaded["rows"] == metadata["splits"]["train"]["num_rows"]
     assert loaded["streamed_first_row"] == loaded["first_row"]
+
+
+@pytest.mark.slow
+def test_shipped_evaluation_reproduces_exactly(tmp_path):
+    """`hf-ad evaluate` on the shipped checkpoints gives back the numbers in their cards (a few minutes)."""
+    from hf_ad.evaluation import EvaluateConfig, evaluate
+
+    shipped = json.loads((PRETRAINED_DIR / "evaluation" / "results.json").read_text())
+    config = EvaluateConfig(
+        model=[str(PRETRAINED_DIR / "ad-darkroom")],
+        ed_model=[str(PRETRAINED_DIR / "ed-darkroom")],
+        episodes=shipped["episodes"],
+        seeds=shipped["seeds"],
+        seed=shipped["seed"],
+        out=str(tmp_path),
+        update_cards=False,
+    )
+    results = evaluate(config, log=lambda _: None)
+    for method, stats in shipped["methods"].items():
+        for label, shipped_range in stats["summary"].items():
+            measured = results["methods"][method]["summary"][label]
+            assert measured == pytest.approx(shipped_range, abs=1e-6), (method, label)
+    ad, ed = results["methods"]["AD"], results["methods"]["ED"]
+    assert ad["summary"]["episodes 191-200"]["mean"] >= 15.0
+    assert ad["summary"]["episodes 901-1000"]["mean"] >= 15.5
+    assert abs(sum(ed["mean"][-10:]) / 10 - sum(ed["mean"][:10]) / 10) <= 1.5  # ED does not learn in context
