@@ -104,7 +104,7 @@ def evaluate(argv: list[str]) -> int:
     return 0
 
 
-@command("publish", "upload a folder (--dataset FOLDER, ...) to the hub: create_repo + upload_folder")
+@command("publish", "upload a folder (--dataset or --model FOLDER) to the hub: create_repo + upload_folder")
 def publish(argv: list[str]) -> int:
     from hf_ad import hub
 
@@ -112,7 +112,7 @@ def publish(argv: list[str]) -> int:
     return 0
 
 
-@command("demo", "The shipped Dark Room AD model learning in context on held-out goals, vs ED and the source")
+@command("demo", "the shipped Dark Room AD model learning in context on held-out goals, vs ED and the source")
 def demo(argv: list[str]) -> int:
     from hf_ad.demo import DemoConfig, run_demo
 
