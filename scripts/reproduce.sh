@@ -37,8 +37,21 @@ if [ "${SHIP:-0}" = 1 ]; then
     cp -r "$OUT/ad-darkroom/final" pretrained.new/ad-darkroom
     cp -r "$OUT/ed-darkroom/final" pretrained.new/ed-darkroom
     rm -rf pretrained && mv pretrained.new pretrained
-    "$BIN/python" -c "from hf_ad.training import write_model_card as w; \
-w('pretrained/ad-darkroom', repo_id='pretrained/ad-darkroom'); w('pretrained/ed-darkroom', repo_id='pretrained/ed-darkroom')"
+    "$BIN/python" - <<'PY'
+import json
+from pathlib import Path
+
+from datasets import Features
+
+from hf_ad.data.history_card import write_card
+from hf_ad.training import write_model_card
+
+for name in ("ad-darkroom", "ed-darkroom"):
+    write_model_card(f"pretrained/{name}", repo_id=f"pretrained/{name}")
+folder = Path("pretrained/darkroom-histories")
+metadata = json.loads((folder / "hf_ad_histories.json").read_text())
+write_card(folder, metadata, Features.from_dict(metadata["features"]), repo_id=str(folder))
+PY
     AD=pretrained/ad-darkroom ED=pretrained/ed-darkroom EVAL=pretrained/evaluation
 else
     AD="$OUT/ad-darkroom/final" ED="$OUT/ed-darkroom/final" EVAL="$OUT/evaluation"
