@@ -510,6 +510,14 @@ def _check_resumable(cfg: TrainConfig, saved: dict) -> None:
 # --- final model and its card -----------------------------------------------------------------------
 
 
+def launch_program(num_processes: int, device: str) -> str:
+    """The `accelerate launch` prefix that starts `num_processes` training processes on `device`."""
+    if num_processes == 1:
+        return "accelerate launch scripts/train.py"
+    cpu = "ACCELERATE_USE_CPU=1 " if device == "cpu" else ""
+    return f"{cpu}accelerate launch --multi_gpu --num_processes {num_processes} scripts/train.py"
+
+
 def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
     """Render `model_cards/ad.md` into `folder/README.md` from the files of a `final/` folder.
 
@@ -560,7 +568,9 @@ def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
         config=config,
         num_parameters=num_parameters,
         dataset=dataset_id or dataset,
-        command=TrainConfig(**train_config).command(),
+        command=TrainConfig(**train_config).command(
+            launch_program(state.get("num_processes", 1), state.get("device", "cpu"))
+        ),
         dataset_command=dataset_command,
         train_config=train_config,
         train_config_json=json.dumps(train_config, indent=2, sort_keys=True),
@@ -761,6 +771,7 @@ def train(cfg: TrainConfig) -> Path:
             "wall_time_s": round(wall_time + time.perf_counter() - started, 3),
             "loss": last_loss,
             "num_processes": accelerator.num_processes,
+            "device": accelerator.device.type,
             "transitions_seen": step * transitions_per_step,
             "context": context,
             "eval": last_eval,

@@ -6,28 +6,30 @@
 #     OUT=runs/other bash scripts/reproduce.sh  # somewhere else
 #     SHIP=1 bash scripts/reproduce.sh          # also replace pretrained/ with the new folders
 #
-# AD and ED train at the same time, one CPU thread each (the machine has 2 cores); then both are
-# evaluated on every held-out goal for 1000 episodes x 3 seeds, against Q-learning from scratch.
+# AD, then ED, train in two processes (distributed data parallel, one CPU thread each: the machine
+# has 2 cores); then both are evaluated on every held-out goal for 1000 episodes x 3 seeds, against
+# Q-learning from scratch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce}
 BIN=${BIN:-.venv/bin}
 ENV_ID=hf_ad/DarkRoom-v0
-TRAIN_ARGS=(--max-steps 2400 --batch-size 32 --save-steps 300)
+# --resume: a reproduction that was stopped continues from its last checkpoints.
+TRAIN_ARGS=(--max-steps 2400 --batch-size 32 --save-steps 300 --report-to none --resume)
 export OMP_NUM_THREADS=1
 
 mkdir -p "$OUT"
 "$BIN/hf-ad" generate --env "$ENV_ID" --source q_learning --out "$OUT/darkroom-histories"
 "$BIN/hf-ad" generate --env "$ENV_ID" --source expert --out "$OUT/darkroom-expert"
 
-"$BIN/hf-ad" train --dataset "$OUT/darkroom-histories" --output-dir "$OUT/ad-darkroom" "${TRAIN_ARGS[@]}" \
-    > "$OUT/ad-darkroom.log" 2>&1 &
-ad_pid=$!
-"$BIN/hf-ad" train --dataset "$OUT/darkroom-expert" --output-dir "$OUT/ed-darkroom" "${TRAIN_ARGS[@]}" \
-    > "$OUT/ed-darkroom.log" 2>&1 &
-ed_pid=$!
-wait "$ad_pid" || { tail -n 20 "$OUT/ad-darkroom.log"; exit 1; }
-wait "$ed_pid" || { tail -n 20 "$OUT/ed-darkroom.log"; exit 1; }
+train() {  # train DATASET NAME: two processes, log in $OUT/NAME.log
+    ACCELERATE_USE_CPU=1 "$BIN/accelerate" launch --multi_gpu --num_processes 2 --num_machines 1 \
+        --mixed_precision no --dynamo_backend no scripts/train.py \
+        --dataset "$1" --output-dir "$OUT/$2" "${TRAIN_ARGS[@]}" > "$OUT/$2.log" 2>&1 \
+        || { tail -n 20 "$OUT/$2.log"; exit 1; }
+}
+train "$OUT/darkroom-histories" ad-darkroom
+train "$OUT/darkroom-expert" ed-darkroom
 
 if [ "${SHIP:-0}" = 1 ]; then
     # Replace pretrained/ with this run's folders, then evaluate the shipped folders themselves so that

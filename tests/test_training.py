@@ -305,6 +305,11 @@ def test_two_processes_see_different_data_and_end_with_identical_weights(dataset
         np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
     final = tmp_path / "run" / constants.FINAL_DIR
     assert json.loads((final / constants.TRAINER_STATE).read_text())["num_processes"] == 2
+    # The card's command starts two CPU processes again.
+    assert (
+        "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 scripts/train.py"
+        in (final / constants.MODEL_CARD).read_text()
+    )
     final_weights = weights(final)
     for name, value in final_weights.items():
         np.testing.assert_array_equal(value, rank0[name], err_msg=name)
