@@ -144,11 +144,35 @@ def runs_from_returns(returns: np.ndarray, seeds: int) -> np.ndarray:
     return returns.reshape(seeds, -1, returns.shape[-1]).mean(axis=1)
 
 
+def stream_outcomes(returns: np.ndarray, window: int, solved: float) -> dict[str, float | int]:
+    """How single streams change: the first vs the last `window` episodes of `returns (streams, episodes)`.
+
+    The run scores average over tasks, which cannot tell a policy that improves a little on every task
+    from one where a few streams jump from failing to solving (the lucky streams of ED: it walks back to
+    a goal it stumbled on). `solved` is the mean return that counts as solving a task.
+    """
+    first = returns[:, :window].mean(axis=1)  # (streams,)
+    last = returns[:, -window:].mean(axis=1)  # (streams,)
+    return {
+        "streams": len(returns),
+        "first_mean": float(first.mean()),
+        "last_mean": float(last.mean()),
+        "solved_first": int((first >= solved).sum()),
+        "solved_last": int((last >= solved).sum()),
+        "under_1_last": int((last < 1).sum()),
+        "failing_to_solved": int(((first < solved) & (last >= solved)).sum()),
+    }
+
+
 # --- the methods ----------------------------------------------------------------------------------
 
 
-def evaluate_checkpoint(path: str, tasks: list[tuple], config: EvaluateConfig) -> tuple[np.ndarray, Any]:
-    """Run one AD/ED checkpoint on `tasks` for every evaluation seed: `(seeds, episodes)` run scores."""
+def stream_returns(path: str, tasks: list[tuple], config: EvaluateConfig) -> tuple[np.ndarray, Any]:
+    """Play one AD/ED checkpoint on `tasks` for every evaluation seed.
+
+    Returns the `(seeds * tasks, episodes)` seed-major returns of every stream (one task, one evaluation
+    seed) and the checkpoint's config.
+    """
     from hf_ad.rollout import InContextRLPipeline
 
     pipe = InContextRLPipeline.from_pretrained(path, device=config.device)
@@ -156,7 +180,13 @@ def evaluate_checkpoint(path: str, tasks: list[tuple], config: EvaluateConfig) -
     result = pipe(
         tasks=tasks * config.seeds, num_episodes=config.episodes, seed=config.seed, sample=not config.greedy
     )
-    return runs_from_returns(result.returns, config.seeds), pipe.model.config
+    return result.returns, pipe.model.config
+
+
+def evaluate_checkpoint(path: str, tasks: list[tuple], config: EvaluateConfig) -> tuple[np.ndarray, Any]:
+    """Run one AD/ED checkpoint on `tasks` for every evaluation seed: `(seeds, episodes)` run scores."""
+    returns, model_config = stream_returns(path, tasks, config)
+    return runs_from_returns(returns, config.seeds), model_config
 
 
 def recorded_source(model_path: str) -> tuple[str, dict] | None:

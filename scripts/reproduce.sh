@@ -7,8 +7,8 @@
 #     SHIP=1 bash scripts/reproduce.sh          # also replace pretrained/ with the new folders
 #
 # AD, then ED, train in two processes (distributed data parallel, one CPU thread each: the machine
-# has 2 cores); then both are evaluated on every held-out goal for 1000 episodes x 3 seeds, against
-# Q-learning from scratch.
+# has 2 cores); then both are evaluated on every held-out goal for 1000 episodes x 20 seeds (the
+# paper's 20 evaluation seeds), against Q-learning from scratch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce}
@@ -58,4 +58,4 @@ PY
 else
     AD="$OUT/ad-darkroom/final" ED="$OUT/ed-darkroom/final" EVAL="$OUT/evaluation"
 fi
-"$BIN/hf-ad" evaluate --model "$AD" --ed-model "$ED" --episodes 1000 --seeds 3 --out "$EVAL"
+"$BIN/hf-ad" evaluate --model "$AD" --ed-model "$ED" --episodes 1000 --seeds 20 --out "$EVAL"

@@ -19,6 +19,8 @@ from hf_ad.evaluation import (
     episode_ranges,
     recorded_source,
     resolve_source,
+    stream_outcomes,
+    stream_returns,
 )
 
 TASKS = [(0, 0), (2, 7)]
@@ -100,6 +102,40 @@ def test_curve_stats_and_ranges():
     assert episode_ranges(1000) == [(1, 10), (41, 50), (191, 200), (901, 1000)]
     assert episode_ranges(60) == [(1, 10), (41, 50), (1, 60)]
     assert episode_ranges(10) == [(1, 10)]
+
+
+def test_stream_outcomes_count_streams_that_go_from_failing_to_solving():
+    returns = np.array(
+        [
+            [0.0, 0.0, 0.0, 0.0],  # never solves
+            [0.0, 0.0, 16.0, 16.0],  # fails at first, solves at the end
+            [16.0, 16.0, 16.0, 16.0],  # solves throughout
+            [16.0, 16.0, 0.5, 0.5],  # forgets
+        ]
+    )
+    assert stream_outcomes(returns, window=2, solved=12.0) == {
+        "streams": 4,
+        "first_mean": 8.0,
+        "last_mean": 8.125,
+        "solved_first": 2,
+        "solved_last": 2,
+        "under_1_last": 2,
+        "failing_to_solved": 1,
+    }
+
+
+def test_stream_returns_are_the_streams_behind_the_run_scores(tmp_path):
+    from hf_ad.evaluation import evaluate
+
+    model = _save_model(tmp_path / "ad", seed=0)
+    config = EvaluateConfig(
+        model=[model], out=str(tmp_path / "eval"), episodes=3, seeds=2, source="none", update_cards=False
+    )
+    returns, _ = stream_returns(model, TASKS, config)
+    assert returns.shape == (2 * len(TASKS), 3)
+    results = evaluate(config)
+    runs = returns.reshape(2, len(TASKS), 3).mean(axis=1)  # (seeds, episodes)
+    np.testing.assert_allclose(results["methods"]["AD"]["mean"], runs.mean(axis=0))
 
 
 def test_config_validation():

@@ -1,0 +1,49 @@
+"""Which streams of an evaluation improve? First vs last episodes of every (task, evaluation seed) stream.
+
+`hf-ad evaluate` reports means over the tasks; this plays the same streams (same `--episodes`, `--seeds`
+and `--seed`, so the same returns) and counts, per stream, whether it solves its task at the start and
+at the end. That tells a policy that improves a little everywhere from one where a few streams jump
+from failing to solving:
+
+    python scripts/stream_outcomes.py --model pretrained/ed-darkroom --episodes 1000 --seeds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="AD/ED checkpoint folder or hub repo id")
+    parser.add_argument("--episodes", type=int, default=1000, help="episodes per stream")
+    parser.add_argument("--seeds", type=int, default=20, help="evaluation seeds (streams per task)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed, as in `hf-ad evaluate`")
+    parser.add_argument("--window", type=int, default=10, help="episodes compared at each end")
+    parser.add_argument("--solved", type=float, default=12.0, help="mean return that counts as solving")
+    args = parser.parse_args(argv)
+
+    from transformers import AutoConfig
+
+    import hf_ad  # noqa: F401  (registers ADConfig with AutoConfig)
+    from hf_ad.evaluation import EvaluateConfig, stream_outcomes, stream_returns
+
+    config = EvaluateConfig(
+        model=[args.model], out="", episodes=args.episodes, seeds=args.seeds, seed=args.seed
+    )
+    tasks = [tuple(task) for task in AutoConfig.from_pretrained(args.model).test_tasks]
+    returns, _ = stream_returns(args.model, tasks, config)
+    outcome = stream_outcomes(returns, args.window, args.solved)
+    streams, window, solved = outcome["streams"], args.window, args.solved
+    print(f"{args.model}: {len(tasks)} held-out tasks x {args.seeds} seeds = {streams} streams")
+    first, last = outcome["first_mean"], outcome["last_mean"]
+    print(f"mean return: first {window} episodes {first:.2f}, last {window} {last:.2f}")
+    print(f"streams solving (>= {solved:g}) in their first {window} episodes: {outcome['solved_first']}")
+    print(f"streams solving in their last {window} episodes: {outcome['solved_last']}")
+    print(f"streams failing at first, solving at the end: {outcome['failing_to_solved']}")
+    print(f"streams under 1 in their last {window} episodes: {outcome['under_1_last']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
