@@ -167,6 +167,14 @@ def stream_outcomes(returns: np.ndarray, window: int, solved: float) -> dict[str
 # --- the methods ----------------------------------------------------------------------------------
 
 
+def held_out_tasks(path: str, model_config: Any, num_tasks: int | None = None) -> list[tuple]:
+    """The first `num_tasks` (default: all) held-out tasks recorded in the config of checkpoint `path`."""
+    tasks = [tuple(task) for task in model_config.test_tasks][:num_tasks]
+    if not tasks:
+        raise ValueError(f"{path!r} has no held-out tasks (test_tasks) in its config")
+    return tasks
+
+
 def stream_returns(path: str, tasks: list[tuple], config: EvaluateConfig) -> tuple[np.ndarray, Any]:
     """Play one AD/ED checkpoint on `tasks` for every evaluation seed.
 
@@ -273,9 +281,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
         raise ValueError(
             f"{config.model[0]!r} has no env_id in its config: it cannot be evaluated on its env"
         )
-    tasks = [tuple(task) for task in model_config.test_tasks][: config.num_tasks]
-    if not tasks:
-        raise ValueError(f"{config.model[0]!r} has no held-out tasks (test_tasks) in its config")
+    tasks = held_out_tasks(config.model[0], model_config, config.num_tasks)
 
     methods: dict[str, dict] = {}
     per_checkpoint: dict[str, dict[str, dict]] = {}

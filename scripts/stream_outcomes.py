@@ -26,12 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     import hf_ad  # noqa: F401  (registers ADConfig with AutoConfig)
-    from hf_ad.evaluation import EvaluateConfig, stream_outcomes, stream_returns
+    from hf_ad.evaluation import EvaluateConfig, held_out_tasks, stream_outcomes, stream_returns
 
+    # `out` stays unused: nothing is written, the streams are only counted.
     config = EvaluateConfig(
         model=[args.model], out="", episodes=args.episodes, seeds=args.seeds, seed=args.seed
     )
-    tasks = [tuple(task) for task in AutoConfig.from_pretrained(args.model).test_tasks]
+    tasks = held_out_tasks(args.model, AutoConfig.from_pretrained(args.model))
     returns, _ = stream_returns(args.model, tasks, config)
     outcome = stream_outcomes(returns, args.window, args.solved)
     streams, window, solved = outcome["streams"], args.window, args.solved
