@@ -32,26 +32,6 @@ def parse_dataclass(config_cls, argv: list[str], prog: str):
     return config
 
 
-def command_line(config, program: str, skip: tuple[str, ...] = ()) -> str:
-    """The command line that gives `config` back: `program` plus the flags that differ from the defaults."""
-    import dataclasses
-    import shlex
-
-    parts = shlex.split(program)
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name in skip or value == f.default:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            parts += [flag] if value else []
-        elif isinstance(value, list):
-            parts += [flag, *map(str, value)]
-        else:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
-
-
 def _usage() -> str:
     lines = ["usage: hf-ad COMMAND [--help] [ARGS...]", "", "commands:"]
     lines += [f"  {name:<10} {help}" for name, (help, _) in COMMANDS.items()]

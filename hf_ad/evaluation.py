@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from hf_ad import constants
+from hf_ad.command_line import command_line
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +314,6 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
 
     optimal = [optimal_return(env_id, task, **env_kwargs) for task in tasks]
     random = [random_return(env_id, task, **env_kwargs) for task in tasks]
-    from hf_ad.cli import command_line
 
     results = {
         "command": command_line(config, "hf-ad evaluate"),

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from hf_ad import constants
+from hf_ad.command_line import command_line
 from hf_ad.configuration_ad import ADConfig
 
 logger = logging.getLogger(__name__)
@@ -255,8 +256,6 @@ class TrainConfig:
 
     def command(self, program: str = "accelerate launch scripts/train.py") -> str:
         """The command line that reproduces this run (flags that differ from the defaults)."""
-        from hf_ad.cli import command_line
-
         return command_line(self, program, skip=("resume",))
 
 

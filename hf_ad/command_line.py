@@ -1,0 +1,37 @@
+"""Run configs back to command lines: the exact command a card or results file records.
+
+A leaf module (standard library only), so that generation, training and evaluation can each
+record how they were run without importing the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+
+def command_line(config, program: str, skip: tuple[str, ...] = (), keep: tuple[str, ...] = ()) -> str:
+    """The command line that gives `config` back: `program` plus the flags that differ from the defaults.
+
+    Args:
+        config: a run-config dataclass instance (fields become `--field-name` flags).
+        program: the command before the flags, e.g. `"hf-ad evaluate"`.
+        skip: fields never written (e.g. `resume`).
+        keep: fields always written, even at their defaults.
+    """
+    parts = shlex.split(program)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in skip or (value == f.default and f.name not in keep):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts += [flag] if value else []
+        elif isinstance(value, list):
+            parts += [flag, *map(str, value)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+__all__ = ["command_line"]
