@@ -13,6 +13,8 @@ result.returns  # np.ndarray [num_tasks, num_episodes]
 ```
 
 It is also the `"in-context-rl"` task of `transformers.pipeline` (registered on `import hf_ad`).
+The pipeline and `rollout` are loops around `hf_ad.agent.InContextAgent`, which owns the context; use
+the agent directly to drive your own env loop.
 
 How a rollout runs (the paper's evaluation, section 4): one stream of transitions per task, one token
 per transition (observation, previous action, previous reward). The stream runs on across episode
@@ -25,6 +27,7 @@ greedy decoding in a deterministic env replays one episode forever.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +37,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
-from transformers import Pipeline
+from transformers import AutoModel, Pipeline
 
 from hf_ad import constants
-
-PROMPT_KEYS = ("observations", "actions", "rewards")
+from hf_ad.agent import PROMPT_KEYS, InContextAgent, check_prompt
+from hf_ad.envs import make_vector_env, optimal_return
+from hf_ad.spaces import check_spaces
 
 
 @dataclass
@@ -87,8 +91,10 @@ def as_vector_env(envs: VectorEnv | Sequence[gym.Env]) -> VectorEnv:
     """Wrap a list of gymnasium envs as a same-step-autoreset vector env (a vector env passes through).
 
     Raises:
-        ValueError: empty list, an entry that is not a `gymnasium.Env`, or a vector env whose autoreset
-            mode is not `SAME_STEP` (the other modes drop or delay an action at every episode end).
+        ValueError: empty list, an entry that is not a `gymnasium.Env`, the same env object twice (its
+            sub-envs would step one env in turn and never end their episodes together), or a vector env
+            whose autoreset mode is not `SAME_STEP` (the other modes drop or delay an action at every
+            episode end).
     """
     if isinstance(envs, VectorEnv):
         mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -103,60 +109,12 @@ def as_vector_env(envs: VectorEnv | Sequence[gym.Env]) -> VectorEnv:
         raise ValueError(
             f"envs must be a gymnasium VectorEnv or a non-empty list of gymnasium.Env, got {envs!r}"
         )
-    return SyncVectorEnv([lambda env=env: env for env in envs], autoreset_mode=AutoresetMode.SAME_STEP)
-
-
-def _observation_dtype(config) -> torch.dtype | None:
-    """int64 for (multi-)discrete observations; `None` means the model's float dtype."""
-    return torch.long if config.observation_type in ("discrete", "multi_discrete") else None
-
-
-def check_prompt(prompt: Mapping | Trajectories, config, num_tasks: int) -> dict[str, np.ndarray]:
-    """Validate a prompt and return it per task: observations `(B, P, *obs)`, actions and rewards `(B, P)`.
-
-    Args:
-        prompt: a mapping (or an object such as `Trajectories`) with `observations`, `actions` and
-            `rewards`, either shared by all tasks (`(P, *obs_shape)`, `(P,)`, `(P,)`) or one per task
-            (`(num_tasks, P, *obs_shape)`, `(num_tasks, P)`, `(num_tasks, P)`).
-        config: the model's `ADConfig`.
-        num_tasks: how many tasks the rollout plays.
-
-    Raises:
-        ValueError: a missing key, inconsistent shapes, an empty prompt or an action out of range.
-    """
-    get = prompt.get if isinstance(prompt, Mapping) else lambda key: getattr(prompt, key, None)
-    arrays = {key: get(key) for key in PROMPT_KEYS}
-    missing = [key for key, value in arrays.items() if value is None]
-    if missing:
-        raise ValueError(f"prompt must have {list(PROMPT_KEYS)}, missing {missing}")
-    observations, actions, rewards = (np.asarray(arrays[key]) for key in PROMPT_KEYS)
-    obs_shape = tuple(config.observation_shape)
-    if actions.ndim == 1:  # shared by all tasks
-        observations, actions, rewards = (
-            np.broadcast_to(a, (num_tasks, *a.shape)) for a in (observations, actions, rewards)
-        )
-    expected = {
-        "observations": (num_tasks, actions.shape[-1], *obs_shape),
-        "actions": (num_tasks, actions.shape[-1]),
-        "rewards": (num_tasks, actions.shape[-1]),
-    }
-    for key, array in zip(PROMPT_KEYS, (observations, actions, rewards), strict=True):
-        if array.shape != expected[key]:
-            raise ValueError(
-                f"prompt {key} must have shape {expected[key][1:]} (shared) or {expected[key]} (per task), "
-                f"got {array.shape}"
-            )
-    if actions.shape[1] == 0:
-        raise ValueError("prompt must hold at least one transition, got 0")
-    if (
-        not np.issubdtype(actions.dtype, np.integer)
-        or actions.min() < 0
-        or actions.max() >= config.num_actions
-    ):
+    if len({id(env) for env in envs}) < len(envs):
         raise ValueError(
-            f"prompt actions must be integers in 0..{config.num_actions - 1}, got {np.unique(actions)}"
+            "envs holds the same env object more than once; pass one env object per stream, e.g. "
+            "[gymnasium.make(env_id, ...) for _ in range(n)]"
         )
-    return {"observations": observations, "actions": actions, "rewards": rewards}
+    return SyncVectorEnv([lambda env=env: env for env in envs], autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes: Sequence[int] | None = None):
@@ -209,139 +167,104 @@ def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes:
 # --- the rollout loop ---------------------------------------------------------------------------
 
 
-class _RecomputedContext:
-    """The baseline without a KV cache: the last `length` tokens (or all), recomputed every step."""
-
-    def __init__(self, length: int | None):
-        self.length = length
-        self.tokens: list[torch.Tensor] | None = None  # observations, prev_actions, prev_rewards: (B, T, ...)
-
-    def append(self, *tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.tokens is None:
-            self.tokens = [token.clone() for token in tokens]
-        else:
-            self.tokens = [torch.cat([old, new], dim=1) for old, new in zip(self.tokens, tokens, strict=True)]
-        if self.length is not None:
-            self.tokens = [token[:, -self.length :] for token in self.tokens]
-        return tuple(self.tokens)
-
-
-def _new_cache(model):
-    """An empty sliding-window KV cache that never holds more than `config.sliding_window` transitions."""
-    return model.new_cache()
-
-
-def _forward_in_chunks(model, observations, prev_actions, prev_rewards, cache):
-    """Feed a long stream (a prompt) through the cache in pieces of at most `config.max_context`."""
-    for start in range(0, prev_actions.shape[1], model.config.max_context):
-        piece = slice(start, start + model.config.max_context)
-        output = model(
-            observations[:, piece],
-            prev_actions[:, piece],
-            prev_rewards[:, piece],
-            past_key_values=cache,
-            use_cache=True,
+def warn_if_other_env(env: VectorEnv, config) -> None:
+    """Warn when user envs are registered under another id than the model's env (their spaces match)."""
+    ids = {spec.id for spec in (getattr(sub, "spec", None) for sub in getattr(env, "envs", [env])) if spec}
+    others = sorted(ids - {config.env_id})
+    if config.env_id is not None and others:
+        warnings.warn(
+            f"the model was trained on {config.env_id!r} but plays {others}: the spaces match, but "
+            "in-context learning is only measured on the training env family",
+            stacklevel=4,
         )
-        cache = output.past_key_values
-    return cache
 
 
-@torch.inference_mode()
+def episode_step_limit(env: VectorEnv, config) -> int | None:
+    """The most steps an episode of `env` can last: its spec's `max_episode_steps` (a vector env's, or the
+    longest of its sub-envs'), else the one the model's env is registered with; `None` if neither is known."""
+    specs = [getattr(env, "spec", None)] + [getattr(sub, "spec", None) for sub in getattr(env, "envs", ())]
+    limits = [spec.max_episode_steps for spec in specs if spec is not None and spec.max_episode_steps]
+    if limits:
+        return max(limits)
+    if config.env_id is None:
+        return None
+    return config.env_kwargs.get("max_episode_steps") or gym.spec(config.env_id).max_episode_steps
+
+
+def check_episodes_end(steps_in_episode: np.ndarray, limit: int) -> None:
+    """Raise if a stream has played more than `limit` steps without its env ending the episode."""
+    stuck = np.flatnonzero(steps_in_episode > limit)
+    if stuck.size:
+        raise RuntimeError(
+            f"env {int(stuck[0])} has played {int(steps_in_episode[stuck[0]])} steps without ending an "
+            f"episode, more than max_episode_steps={limit}: the rollout would never finish. Build each env "
+            "with a time limit (gymnasium.make(env_id, max_episode_steps=N) or "
+            "gymnasium.wrappers.TimeLimit), pass distinct env objects, or pass max_episode_steps= if its "
+            "episodes are longer"
+        )
+
+
 def rollout(
     model,
     env: VectorEnv,
     num_episodes: int,
     seed: int,
     sample: bool = True,
-    prompt: dict[str, np.ndarray] | None = None,
+    prompt: Mapping | None = None,
     use_cache: bool = True,
     context_length: int | None = None,
     return_trajectories: bool = False,
+    max_episode_steps: int | None = None,
 ) -> tuple[np.ndarray, Trajectories | None]:
-    """Play `num_episodes` episodes in every sub-env of `env`, the model acting in context.
+    """Play `num_episodes` episodes in every sub-env of `env`, an `InContextAgent` acting in context.
 
     Args:
-        model: a frozen `ADModel` (eval mode).
+        model: an `ADModel` (put in eval mode; the weights are not changed).
         env: a same-step-autoreset vector env whose spaces match the model's config.
         num_episodes: episodes per sub-env.
         seed: seeds the env reset and the action sampling.
         sample: sample actions from the softmax (`False`: greedy).
-        prompt: per-task transitions (see `check_prompt`) fed in one cached forward before the first step.
-        use_cache: `True`: one cached `(B, 1)` model step per env step. `False` (baseline): recompute the
-            last `context_length` transitions (`None`: the whole stream) from scratch every step.
-        context_length: only with `use_cache=False`.
+        prompt: transitions fed into the context before the first step (see `hf_ad.agent.check_prompt`).
+        use_cache, context_length: see `InContextAgent` (`use_cache=False` is the recompute baseline).
         return_trajectories: also return every transition.
+        max_episode_steps: the most steps an episode may last before the rollout stops with an error
+            (an env that never ends an episode would run forever); default `episode_step_limit(env, config)`.
 
     Returns:
         `(returns, trajectories)`: `(B, num_episodes)` float64 returns and the trajectories or `None`.
     """
-    config = model.config
-    device, float_dtype = model.device, model.dtype
-    num_envs = env.num_envs
-    obs_dtype = _observation_dtype(config) or float_dtype
-    generator = torch.Generator(device=device).manual_seed(seed)
-
-    # Preallocated (B, 1) step inputs, updated in place: no per-step allocation but the model's own.
-    observation = torch.zeros((num_envs, 1, *config.observation_shape), dtype=obs_dtype, device=device)
-    prev_action = torch.full((num_envs, 1), config.num_actions, dtype=torch.long, device=device)
-    prev_reward = torch.zeros((num_envs, 1), dtype=float_dtype, device=device)
-    cache = _new_cache(model) if use_cache else None
-    context = None if use_cache else _RecomputedContext(context_length)
-
+    agent = InContextAgent(
+        model, seed=seed, greedy=not sample, use_cache=use_cache, context_length=context_length
+    )
+    agent.reset(env.num_envs)
     if prompt is not None:
-        prompt_obs = torch.as_tensor(np.ascontiguousarray(prompt["observations"]), device=device).to(
-            obs_dtype
-        )
-        prompt_actions = torch.as_tensor(np.ascontiguousarray(prompt["actions"]), device=device).long()
-        prompt_rewards = torch.as_tensor(np.ascontiguousarray(prompt["rewards"]), device=device).to(
-            float_dtype
-        )
-        prompt_prev_actions = torch.cat([prev_action, prompt_actions[:, :-1]], dim=1)  # (B, P)
-        prompt_prev_rewards = torch.cat([prev_reward, prompt_rewards[:, :-1]], dim=1)  # (B, P)
-        if use_cache:
-            cache = _forward_in_chunks(model, prompt_obs, prompt_prev_actions, prompt_prev_rewards, cache)
-        else:
-            context.append(prompt_obs, prompt_prev_actions, prompt_prev_rewards)
-        prev_action.copy_(prompt_actions[:, -1:])
-        prev_reward.copy_(prompt_rewards[:, -1:])
-
-    returns = np.zeros((num_envs, num_episodes))
-    episode = np.zeros(num_envs, dtype=np.int64)
-    running_return = np.zeros(num_envs)
+        agent.prefill(prompt)
+    limit = max_episode_steps or episode_step_limit(env, model.config)
+    returns = np.zeros((env.num_envs, num_episodes))
+    running_return = np.zeros(env.num_envs)
+    steps_in_episode = np.zeros(env.num_envs, dtype=np.int64)
     record: list[tuple[np.ndarray, ...]] = []
 
     obs, _ = env.reset(seed=seed)
-    while episode.min() < num_episodes:
-        observation.copy_(torch.from_numpy(np.asarray(obs)).reshape(observation.shape))
-        if use_cache:
-            output = model(observation, prev_action, prev_reward, past_key_values=cache, use_cache=True)
-            cache = output.past_key_values
-        else:
-            output = model(*context.append(observation, prev_action, prev_reward), use_cache=False)
-        logits = output.logits[:, -1]  # (B, A)
-        if sample:
-            action = torch.multinomial(
-                torch.softmax(logits.float(), dim=-1), 1, generator=generator
-            )  # (B, 1)
-        else:
-            action = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-        action_np = action.view(-1).cpu().numpy()
-        if return_trajectories:
-            in_range = episode < num_episodes
-            record.append((np.array(obs), action_np, np.where(in_range, episode, -1)))
-        obs, reward, terminated, truncated, _ = env.step(action_np)
+    while agent.episodes.min() < num_episodes:
+        episode = agent.episodes.copy()
+        action = agent.act(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
         reward = np.asarray(reward, dtype=np.float32)
+        done = np.logical_or(terminated, truncated)
+        agent.observe(reward, done)
         if return_trajectories:
-            record[-1] += (reward,)
+            record.append((np.array(obs), action, np.where(episode < num_episodes, episode, -1), reward))
         running_return += reward
-        done = np.flatnonzero(np.logical_or(terminated, truncated))
-        if done.size:
-            counted = done[episode[done] < num_episodes]
-            returns[counted, episode[counted]] = running_return[counted]
-            episode[done] += 1
-            running_return[done] = 0.0
-        prev_action.copy_(action)
-        prev_reward.copy_(torch.from_numpy(reward).reshape(prev_reward.shape))
+        steps_in_episode += 1
+        ended = np.flatnonzero(done)
+        counted = ended[episode[ended] < num_episodes]
+        returns[counted, episode[counted]] = running_return[counted]
+        running_return[ended] = 0.0
+        steps_in_episode[ended] = 0
+        if limit is not None:
+            check_episodes_end(steps_in_episode, limit)
+        obs = next_obs
 
     trajectories = None
     if return_trajectories:
@@ -382,6 +305,9 @@ class InContextRLPipeline(Pipeline):
             streaming through the KV cache (a baseline for benchmarks and tests).
         context_length (`int`, *optional*): with `use_cache=False`, the transitions recomputed each step
             (`None`: the whole stream).
+        max_episode_steps (`int`, *optional*): the most steps an episode may last; a stream that plays
+            more without its env ending the episode stops the rollout with an error (an env without a time
+            limit would run forever). Default: the envs' `spec.max_episode_steps`, else the model's env's.
 
     Returns:
         `RolloutResult`.
@@ -410,8 +336,6 @@ class InContextRLPipeline(Pipeline):
                 any, else the CPU).
             **kwargs: passed to `AutoModel.from_pretrained` (`revision`, `dtype`, `token`, ...).
         """
-        from transformers import AutoModel
-
         model = AutoModel.from_pretrained(str(path_or_repo_id), **kwargs)
         return cls(model=model, task=constants.PIPELINE_TASK, device=device)
 
@@ -428,6 +352,7 @@ class InContextRLPipeline(Pipeline):
         return_trajectories: bool | None = None,
         use_cache: bool | None = None,
         context_length: int | None = None,
+        max_episode_steps: int | None = None,
     ):
         preprocess, forward, postprocess = {}, {}, {}
         if prompt is not None:
@@ -440,6 +365,7 @@ class InContextRLPipeline(Pipeline):
             ("return_trajectories", return_trajectories),
             ("use_cache", use_cache),
             ("context_length", context_length),
+            ("max_episode_steps", max_episode_steps),
         ):
             if value is not None:
                 forward[name] = value
@@ -449,9 +375,6 @@ class InContextRLPipeline(Pipeline):
         return torch.inference_mode
 
     def preprocess(self, request: dict, prompt: Any = None, seed: int | None = None) -> dict:
-        from hf_ad.envs import make_vector_env, optimal_return
-        from hf_ad.spaces import check_spaces
-
         config = self.model.config
         tasks, envs = request["tasks"], request["envs"]
         if tasks is not None and envs is not None:
@@ -472,6 +395,8 @@ class InContextRLPipeline(Pipeline):
         else:
             env = as_vector_env(envs)
         check_spaces(config, env.single_observation_space, env.single_action_space)
+        if envs is not None:
+            warn_if_other_env(env, config)
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
@@ -495,6 +420,7 @@ class InContextRLPipeline(Pipeline):
         return_trajectories: bool = False,
         use_cache: bool = True,
         context_length: int | None = None,
+        max_episode_steps: int | None = None,
     ) -> dict:
         if (
             isinstance(num_episodes, bool)
@@ -502,10 +428,6 @@ class InContextRLPipeline(Pipeline):
             or num_episodes < 1
         ):
             raise ValueError(f"num_episodes must be a positive integer, got {num_episodes!r}")
-        if context_length is not None and (use_cache or context_length < 1):
-            raise ValueError(
-                f"context_length applies to use_cache=False only, a positive integer, got {context_length!r}"
-            )
         env = inputs["env"]
         try:
             returns, trajectories = rollout(
@@ -518,6 +440,7 @@ class InContextRLPipeline(Pipeline):
                 use_cache=use_cache,
                 context_length=context_length,
                 return_trajectories=return_trajectories,
+                max_episode_steps=max_episode_steps,
             )
         finally:
             if inputs["owns_env"]:  # user-provided envs stay open: they are the user's
@@ -551,6 +474,7 @@ __all__ = [
     "Trajectories",
     "as_vector_env",
     "check_prompt",
+    "episode_step_limit",
     "prompt_from_histories",
     "register_pipeline",
     "rollout",
