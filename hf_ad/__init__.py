@@ -7,6 +7,7 @@ Importing the package registers the environments with gymnasium (`hf_ad/DarkRoom
 from transformers import AutoConfig, AutoModel
 
 from hf_ad import constants, envs  # envs: registers the gymnasium envs on import
+from hf_ad.agent import InContextAgent
 from hf_ad.configuration_ad import ADConfig
 from hf_ad.modeling_ad import ADModel, ADOutput
 from hf_ad.rollout import InContextRLPipeline, RolloutResult, register_pipeline
@@ -23,6 +24,7 @@ __all__ = [
     "ADConfig",
     "ADModel",
     "ADOutput",
+    "InContextAgent",
     "InContextRLPipeline",
     "RolloutResult",
     "__version__",

@@ -332,6 +332,14 @@ def bad_input_cases():
         ),
         "reward shape": ({"prev_rewards": good["prev_rewards"][:, :4]}, r"shape \(2, 5\), got .* \(2, 4\)"),
         "label range": ({"labels": torch.full((2, 5), 5)}, r"labels out of range: got 5"),
+        "NaN reward": (
+            {"prev_rewards": good["prev_rewards"].index_fill(1, torch.tensor([2]), float("nan"))},
+            "prev_rewards must be finite, got NaN or inf",
+        ),
+        "inf reward": (
+            {"prev_rewards": good["prev_rewards"].index_fill(1, torch.tensor([0]), float("inf"))},
+            "prev_rewards must be finite",
+        ),
         "attention mask": ({"attention_mask": torch.ones(3, 5)}, r"attention_mask must have shape \(B=2"),
     }
     for name, (change, message) in cases.items():
@@ -402,3 +410,20 @@ def test_bfloat16_weights_accept_float32_inputs(kind):
     stream = random_stream(model.config, batch=2, steps=5)
     logits = stream_step_by_step(model, stream, model.new_cache())
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+
+
+def test_nan_vector_observations_are_refused():
+    model = tiny_model("vector")
+    stream = random_stream(model.config, batch=1, steps=2)
+    stream["observations"][0, 1, 0] = float("nan")
+    with pytest.raises(ValueError, match="vector observations must be finite"):
+        model(**stream)
+
+
+def test_a_cache_reused_with_another_batch_size_is_refused():
+    model = tiny_model()
+    cache = model.new_cache()
+    with torch.no_grad():
+        model(**inputs(random_stream(model.config, batch=3, steps=4)), past_key_values=cache)
+        with pytest.raises(ValueError, match="holds 3 streams, got a batch of 2.*model.new_cache"):
+            model(**inputs(random_stream(model.config, batch=2, steps=1)), past_key_values=cache)

@@ -353,7 +353,7 @@ class ADModel(ADPreTrainedModel):
                 raise ValueError(
                     "use_cache=False contradicts past_key_values: the cache would be updated anyway"
                 )
-            self._check_cache(past_key_values)
+            self._check_cache(past_key_values, batch_size=prev_actions.shape[0])
             if attention_mask is not None and isinstance(past_key_values, SlidingWindowCache):
                 raise ValueError(
                     "attention_mask is for padded training batches; streams fed through model.new_cache() "
@@ -437,6 +437,16 @@ class ADModel(ADPreTrainedModel):
                 f"prev_rewards must be a float tensor of shape {(batch, steps)}, "
                 f"got {prev_rewards.dtype} of shape {tuple(prev_rewards.shape)}"
             )
+        if not torch.isfinite(prev_rewards).all():
+            raise ValueError(
+                "prev_rewards must be finite, got NaN or inf; check the rewards of the env or dataset "
+                "(hf_ad.data.histories.validate_histories checks a dataset)"
+            )
+        if observations.is_floating_point() and not torch.isfinite(observations).all():
+            raise ValueError(
+                f"{kind} observations must be finite, got NaN or inf; check the observations of the env "
+                "or dataset"
+            )
         if attention_mask is not None and (attention_mask.ndim != 2 or attention_mask.shape[0] != batch):
             raise ValueError(
                 f"attention_mask must have shape (B={batch}, past + T), got {tuple(attention_mask.shape)}"
@@ -454,8 +464,8 @@ class ADModel(ADPreTrainedModel):
                     f"[0, {config.num_actions}) or {IGNORE_INDEX} (ignored)"
                 )
 
-    def _check_cache(self, cache: Cache) -> None:
-        """Only a cache bounded by the window keeps memory constant: refuse any other."""
+    def _check_cache(self, cache: Cache, batch_size: int) -> None:
+        """Only a cache bounded by the window keeps memory constant, for the batch it began with."""
         window, layers = self.config.sliding_window, getattr(cache, "layers", [])
         bounded = len(layers) == self.config.num_hidden_layers and all(
             getattr(layer, "is_sliding", False) and 0 < layer.get_max_length() <= window for layer in layers
@@ -466,6 +476,12 @@ class ADModel(ADPreTrainedModel):
                 f"past_key_values must keep at most sliding_window={window} transitions per layer in "
                 f"{self.config.num_hidden_layers} layers, got {type(cache).__name__} ({got}); "
                 "create it with model.new_cache()"
+            )
+        started = [layer.keys.shape[0] for layer in layers if getattr(layer, "is_initialized", False)]
+        if started and started[0] != batch_size:
+            raise ValueError(
+                f"past_key_values holds {started[0]} streams, got a batch of {batch_size}; a cache serves the "
+                "batch it started with: create one per batch with model.new_cache()"
             )
 
 

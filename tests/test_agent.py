@@ -1,0 +1,177 @@
+"""InContextAgent: the context across episodes, the same numbers as the pipeline, misuse named."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import save_tiny_checkpoint
+
+from hf_ad import InContextAgent, InContextRLPipeline, constants
+from hf_ad.envs.dark_room import DarkRoomEnv
+
+TASKS = [(0, 5), (1, 7), (8, 6)]
+README = Path(__file__).resolve().parent.parent / "README.md"
+SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "ad-darkroom"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("agent") / "final", TASKS, initializer_range=0.2)
+
+
+@pytest.fixture(scope="module")
+def pipe(folder):
+    return InContextRLPipeline.from_pretrained(folder, device="cpu")
+
+
+def play(agent: InContextAgent, env: gym.vector.VectorEnv, num_episodes: int, seed: int) -> np.ndarray:
+    """A user's own loop over a batched env: `(num_envs, num_episodes)` returns."""
+    agent.reset(env.num_envs, seed=seed)
+    returns = np.zeros((env.num_envs, num_episodes))
+    obs, _ = env.reset(seed=seed)
+    while agent.episodes.min() < num_episodes:
+        episode = agent.episodes.copy()
+        obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+        agent.observe(reward, terminated | truncated)
+        live = episode < num_episodes
+        returns[live, episode[live]] += reward[live]
+    return returns
+
+
+def test_a_users_loop_gives_the_pipelines_numbers(pipe):
+    agent = InContextAgent(pipe.model)
+    env = gym.make_vec(constants.DARK_ROOM, num_envs=len(TASKS), tasks=TASKS)
+    returns = play(agent, env, num_episodes=4, seed=3)
+    np.testing.assert_array_equal(returns, pipe(tasks=TASKS, num_episodes=4, seed=3).returns)
+
+
+def test_the_context_runs_on_across_episodes_in_constant_memory(pipe):
+    agent = InContextAgent(pipe.model, seed=0)
+    agent.reset(2)
+    obs = np.zeros((2, 2), dtype=np.int64)
+    for _ in range(3 * 20):  # three episodes, longer than the window
+        agent.act(obs)
+        agent.observe([0.0, 1.0], [False, False])
+    layer = agent.cache.layers[0]
+    assert layer.keys.shape[2] == pipe.model.config.sliding_window  # (B, H, window, d): no growth
+    assert layer.cumulative_length == 60
+    assert agent.prev_reward.view(-1).tolist() == [0.0, 1.0]
+
+
+def test_seeded_sampling_repeats_and_greedy_ignores_the_seed(pipe):
+    def actions(seed, greedy=False):
+        agent = InContextAgent(pipe.model, seed=seed, greedy=greedy)
+        agent.reset(3)
+        out = []
+        for step in range(30):
+            out.append(agent.act(np.full((3, 2), step % 9)))
+            agent.observe(np.zeros(3))
+        return np.stack(out)
+
+    np.testing.assert_array_equal(actions(1), actions(1))
+    assert not np.array_equal(actions(1), actions(2))
+    np.testing.assert_array_equal(actions(1, greedy=True), actions(2, greedy=True))
+
+
+def test_prefill_equals_the_pipelines_prompt(pipe):
+    prompt = {
+        "observations": np.array([[4, 4], [5, 4], [5, 5]]),
+        "actions": np.array([1, 3, 4]),
+        "rewards": np.array([0.0, 0.0, 1.0], dtype=np.float32),
+    }
+    agent = InContextAgent(pipe.model)
+    agent.reset(len(TASKS), seed=5)
+    agent.prefill(prompt)
+    assert agent.prev_action.view(-1).tolist() == [4] * len(TASKS)
+    env = gym.make_vec(constants.DARK_ROOM, num_envs=len(TASKS), tasks=TASKS)
+    returns = np.zeros((len(TASKS), 2))
+    obs, _ = env.reset(seed=5)
+    while agent.episodes.min() < 2:
+        episode = agent.episodes.copy()
+        obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+        agent.observe(reward, terminated | truncated)
+        returns[np.arange(len(TASKS)), np.minimum(episode, 1)] += reward * (episode < 2)
+    expected = pipe(tasks=TASKS, num_episodes=2, seed=5, prompt=prompt).returns
+    np.testing.assert_array_equal(returns, expected)
+
+
+def test_misuse_is_named(pipe):
+    agent = InContextAgent(pipe.model)
+    with pytest.raises(RuntimeError, match=r"act\(\) before reset\(\)"):
+        agent.act(np.zeros((1, 2), dtype=np.int64))
+    agent.reset(2)
+    with pytest.raises(RuntimeError, match=r"observe\(\) without act\(\)"):
+        agent.observe([0.0, 0.0])
+    with pytest.raises(ValueError, match=r"observations must have shape \(2, 2\).*got \(1, 2\)"):
+        agent.act(np.zeros((1, 2), dtype=np.int64))
+    agent.act(np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(RuntimeError, match=r"act\(\) twice without observe\(\)"):
+        agent.act(np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"rewards must have shape \(2,\)"):
+        agent.observe([0.0])
+    with pytest.raises(ValueError, match="rewards must be finite"):
+        agent.observe([0.0, float("nan")])
+    with pytest.raises(ValueError, match="num_streams must be a positive integer"):
+        agent.reset(0)
+
+
+def test_nan_in_a_prompt_is_refused(pipe):
+    agent = InContextAgent(pipe.model)
+    agent.reset(1)
+    prompt = {"observations": np.zeros((2, 2), np.int64), "actions": [0, 1], "rewards": [0.0, float("inf")]}
+    with pytest.raises(ValueError, match="prompt rewards must be finite"):
+        agent.prefill(prompt)
+
+
+def test_an_env_that_never_ends_an_episode_stops_with_advice(pipe):
+    endless = [DarkRoomEnv(goal=task) for task in TASKS]  # no TimeLimit: the episode never ends
+    with pytest.raises(
+        RuntimeError, match=r"played 21 steps without ending an episode.*max_episode_steps=20"
+    ):
+        pipe(envs=endless, num_episodes=2, seed=0)
+
+
+def test_an_explicit_episode_cap_is_used(pipe):
+    endless = [DarkRoomEnv(goal=TASKS[0])]
+    with pytest.raises(RuntimeError, match=r"played 6 steps.*max_episode_steps=5"):
+        pipe(envs=endless, num_episodes=1, seed=0, max_episode_steps=5)
+
+
+def test_the_same_env_object_twice_is_refused(pipe):
+    env = gym.make(constants.DARK_ROOM, goal=TASKS[0])
+    with pytest.raises(ValueError, match="the same env object more than once"):
+        pipe(envs=[env, env], num_episodes=1, seed=0)
+
+
+def test_an_env_of_another_id_warns(pipe):
+    gym.register("test/OtherRoom-v0", entry_point=DarkRoomEnv, max_episode_steps=20)
+    try:
+        envs = [gym.make("test/OtherRoom-v0", goal=task) for task in TASKS]
+        with pytest.warns(
+            UserWarning, match=r"trained on 'hf_ad/DarkRoom-v0' but plays \['test/OtherRoom-v0'\]"
+        ):
+            pipe(envs=envs, num_episodes=1, seed=0)
+    finally:
+        gym.registry.pop("test/OtherRoom-v0")
+
+
+def readme_agent_loop() -> str:
+    section = README.read_text().split("### Your own env loop", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_the_readmes_agent_loop_runs_and_matches_the_pipeline(capsys, monkeypatch):
+    monkeypatch.chdir(README.parent)
+    torch.manual_seed(0)
+    exec(readme_agent_loop(), {})
+    printed = capsys.readouterr().out
+    first, last = (float(x) for x in re.findall(r"\d+\.\d", printed))
+    pipe = InContextRLPipeline.from_pretrained(SHIPPED, device="cpu")
+    returns = pipe(envs=[gym.make(constants.DARK_ROOM, goal=(1, 7))], num_episodes=50, seed=0).returns[0]
+    assert (first, last) == (round(returns[:10].mean(), 1), round(returns[-10:].mean(), 1))
+    assert last > first  # it learns in context
