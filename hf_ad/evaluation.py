@@ -31,9 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import AutoConfig
 
 from hf_ad import constants
 from hf_ad.command_line import command_line
+from hf_ad.envs import optimal_return, random_return
+from hf_ad.rollout import InContextRLPipeline
+from hf_ad.sources import SOURCE_NAMES, SOURCES
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +107,8 @@ class EvaluateConfig:
             raise ValueError(f"num_tasks must be a positive integer or None, got {self.num_tasks!r}")
         if self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.source is not None and self.source != "none":
-            from hf_ad.sources import SOURCE_NAMES
-
-            if self.source not in SOURCE_NAMES:
-                raise ValueError(f"source must be one of {SOURCE_NAMES} or 'none', got {self.source!r}")
+        if self.source is not None and self.source != "none" and self.source not in SOURCE_NAMES:
+            raise ValueError(f"source must be one of {SOURCE_NAMES} or 'none', got {self.source!r}")
 
 
 # --- statistics -----------------------------------------------------------------------------------
@@ -182,8 +183,6 @@ def stream_returns(path: str, tasks: list[tuple], config: EvaluateConfig) -> tup
     Returns the `(seeds * tasks, episodes)` seed-major returns of every stream (one task, one evaluation
     seed) and the checkpoint's config.
     """
-    from hf_ad.rollout import InContextRLPipeline
-
     pipe = InContextRLPipeline.from_pretrained(path, device=config.device)
     # All seeds in one batch: stream (i, task) is evaluation seed i; every stream has its own env seed.
     result = pipe(
@@ -240,8 +239,6 @@ def evaluate_source(
     Returns `(seeds, episodes)` run scores and the source config used. The learners of seed i run in one
     batch whose randomness comes from `seed + i`.
     """
-    from hf_ad.sources import SOURCES
-
     learn, config_cls = SOURCES[name]
     names = {f.name for f in dataclasses.fields(config_cls)}
     runs = []
@@ -265,23 +262,37 @@ def evaluate_source(
 # --- the evaluation -------------------------------------------------------------------------------
 
 
+def check_same_env(paths: list[str]) -> Any:
+    """Load every checkpoint's config and check they share one env (id and kwargs), before any rollout.
+
+    Returns:
+        The config of the first checkpoint.
+
+    Raises:
+        ValueError: a checkpoint without an env id, or two checkpoints of different envs.
+    """
+    configs = {path: AutoConfig.from_pretrained(path) for path in paths}
+    first_path, first = next(iter(configs.items()))
+    if first.env_id is None:
+        raise ValueError(f"{first_path!r} has no env_id in its config: it cannot be evaluated on its env")
+    for path, other in configs.items():
+        if (other.env_id, other.env_kwargs) != (first.env_id, first.env_kwargs):
+            raise ValueError(
+                f"{path!r} was trained on {other.env_id!r} {other.env_kwargs}, {first_path!r} on "
+                f"{first.env_id!r} {first.env_kwargs}: AD, ED and the source must play the same env; "
+                "evaluate checkpoints of one env together"
+            )
+    return first
+
+
 def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -> dict:
     """Evaluate AD (and ED and the source) on the held-out tasks; write results, the plot and the cards.
 
     Returns:
         The content of `results.json`.
     """
-    from transformers import AutoConfig
-
-    import hf_ad  # noqa: F401  (registers ADConfig with AutoConfig)
-    from hf_ad.envs import optimal_return, random_return
-
-    model_config = AutoConfig.from_pretrained(config.model[0])
+    model_config = check_same_env(config.model + (config.ed_model or []))
     env_id, env_kwargs = model_config.env_id, dict(model_config.env_kwargs)
-    if env_id is None:
-        raise ValueError(
-            f"{config.model[0]!r} has no env_id in its config: it cannot be evaluated on its env"
-        )
     tasks = held_out_tasks(config.model[0], model_config, config.num_tasks)
 
     methods: dict[str, dict] = {}
@@ -290,11 +301,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
         runs = []
         for path in paths:
             log(f"{method}: {path} on {len(tasks)} tasks x {config.seeds} seeds, {config.episodes} episodes")
-            checkpoint_runs, checkpoint_config = evaluate_checkpoint(path, tasks, config)
-            if checkpoint_config.env_id != env_id:
-                raise ValueError(
-                    f"{path!r} was trained on {checkpoint_config.env_id!r}, the AD model on {env_id!r}"
-                )
+            checkpoint_runs, _ = evaluate_checkpoint(path, tasks, config)
             per_checkpoint.setdefault(method, {})[path] = curve_stats(checkpoint_runs)
             runs.append(checkpoint_runs)
         if runs:

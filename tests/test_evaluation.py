@@ -17,6 +17,7 @@ from hf_ad.evaluation import (
     EvaluateConfig,
     curve_stats,
     episode_ranges,
+    evaluate,
     recorded_source,
     resolve_source,
     stream_outcomes,
@@ -163,3 +164,11 @@ def test_source_recorded_with_the_training_data(tmp_path):
     config = EvaluateConfig(model=[str(tmp_path / "elsewhere")], out="x")
     assert resolve_source(config, constants.DARK_ROOM)[1] == {}
     assert resolve_source(EvaluateConfig(model=["m"], out="x", source="none"), constants.DARK_ROOM) is None
+
+
+def test_models_of_different_envs_are_refused_before_any_rollout(tmp_path, monkeypatch):
+    ad = _save_model(tmp_path / "ad", 0)
+    ed = save_tiny_checkpoint(tmp_path / "ed", TASKS, env_id=constants.DARK_ROOM_HARD, env_kwargs={"size": 9})
+    monkeypatch.setattr("hf_ad.evaluation.evaluate_checkpoint", pytest.fail)  # no rollout may start
+    with pytest.raises(ValueError, match=r"ed'.* trained on 'hf_ad/DarkRoomHard-v0'.*must play the same env"):
+        evaluate(EvaluateConfig(model=[ad], ed_model=[ed], out=str(tmp_path / "out"), episodes=2, seeds=1))
