@@ -1,0 +1,103 @@
+"""The package's layout: imports flow down the pipeline only, and the shipped remote code is the package's."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "hf_ad"
+REMOTE_CODE = ("configuration_ad.py", "modeling_ad.py")
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the package by dotted name; package `__init__` files are not modules here (a
+    package's init importing its own submodules is how packages work, not a cycle)."""
+    return {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts): path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "__init__.py"
+    }
+
+
+def imported_modules(name: str, path: Path, modules: set[str]) -> set[str]:
+    """The package modules `name` imports anywhere in its file: at the top, inside functions, or by name
+    (a string that is exactly a module's name, e.g. a registry entry loaded with `importlib`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                base = ".".join(name.split(".")[: -node.level] + ([base] if base else []))
+            candidates = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            candidates = [node.value]
+        else:
+            continue
+        found |= {candidate for candidate in candidates if candidate in modules and candidate != name}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = module_files()
+    return {name: imported_modules(name, path, set(files)) for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a path `a -> b -> ... -> a`, or `None` (depth-first search, three colours)."""
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        path.append(node)
+        for successor in sorted(graph[node]):
+            if state.get(successor) == "open":
+                return path[path.index(successor) :] + [successor]
+            if successor not in state and (cycle := visit(successor)):
+                return cycle
+        state[node] = "done"
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_graph_sees_function_level_relative_and_string_imports(tmp_path):
+    source = 'def f():\n    from hf_ad import training\n    from . import cards\nLAZY = {"x": "hf_ad.data"}\n'
+    (tmp_path / "m.py").write_text(source)
+    modules = {"hf_ad.training", "hf_ad.cards", "hf_ad.data", "hf_ad.m"}
+    expected = {"hf_ad.training", "hf_ad.cards", "hf_ad.data"}
+    assert imported_modules("hf_ad.m", tmp_path / "m.py", modules) == expected
+
+
+def test_no_module_imports_a_module_that_imports_it_back():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_nothing_in_the_package_imports_the_cli():
+    importers = [name for name, imports in import_graph().items() if "hf_ad.cli" in imports]
+    assert importers == [], f"{importers} import hf_ad.cli; the CLI is the top layer"
+
+
+@pytest.mark.parametrize("folder", sorted(path.parent.name for path in ROOT.glob("pretrained/*/config.json")))
+@pytest.mark.parametrize("file", REMOTE_CODE)
+def test_shipped_remote_code_is_the_packages(folder, file):
+    shipped = ROOT / "pretrained" / folder / file
+    assert shipped.read_bytes() == (PACKAGE / file).read_bytes(), (
+        f"{shipped.relative_to(ROOT)} differs from hf_ad/{file}: copy the package's file into the folder "
+        "(the folder's trust_remote_code users run the copy)"
+    )
