@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from transformers.utils import logging as transformers_logging
 
 from hf_ad import constants
 from hf_ad.envs import draw_path
+from hf_ad.evaluation import EvaluateConfig, evaluate
+from hf_ad.rollout import InContextRLPipeline
 
 # The shipped checkpoints live next to the package in a checkout (`make demo` runs from one); shown
 # relative to the working directory.
@@ -92,8 +95,6 @@ def episode_path(trajectories, episode: int) -> list[tuple[int, int]]:
 
 def draw_first_and_last(model: str, goal: tuple[int, int], episodes: int, seed: int) -> str:
     """One goal's path at the first and the last episode, side by side."""
-    from hf_ad.rollout import InContextRLPipeline
-
     pipe = InContextRLPipeline.from_pretrained(model, device="cpu")
     result = pipe(tasks=[goal], num_episodes=episodes, seed=seed, return_trajectories=True)
     size = int(pipe.model.config.env_kwargs.get("size", 9))
@@ -106,10 +107,6 @@ def draw_first_and_last(model: str, goal: tuple[int, int], episodes: int, seed: 
 
 def run_demo(config: DemoConfig, log=print) -> str:
     """Evaluate AD, ED and the source on the held-out goals; returns the text to print."""
-    from transformers.utils import logging as transformers_logging
-
-    from hf_ad.evaluation import EvaluateConfig, evaluate
-
     transformers_logging.disable_progress_bar()  # no "Loading weights" bars between the demo's lines
     evaluation = EvaluateConfig(
         model=[config.model],

@@ -480,8 +480,8 @@ class ADModel(ADPreTrainedModel):
         started = [layer.keys.shape[0] for layer in layers if getattr(layer, "is_initialized", False)]
         if started and started[0] != batch_size:
             raise ValueError(
-                f"past_key_values holds {started[0]} streams, got a batch of {batch_size}; a cache serves the "
-                "batch it started with: create one per batch with model.new_cache()"
+                f"past_key_values holds {started[0]} streams, got a batch of {batch_size}; a cache serves "
+                "the batch it started with: create one per batch with model.new_cache()"
             )
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from hf_ad import constants
 from hf_ad.agent import PROMPT_KEYS, InContextAgent, check_prompt
@@ -459,9 +460,6 @@ class InContextRLPipeline(Pipeline):
 
 def register_pipeline() -> None:
     """Register `InContextRLPipeline` as the transformers pipeline task `"in-context-rl"`."""
-    from transformers import AutoModel
-    from transformers.pipelines import PIPELINE_REGISTRY
-
     if constants.PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
         PIPELINE_REGISTRY.register_pipeline(
             constants.PIPELINE_TASK, pipeline_class=InContextRLPipeline, pt_model=AutoModel

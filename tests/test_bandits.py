@@ -104,16 +104,14 @@ def test_thompson_posteriors():
 
 
 def test_bernoulli_model_rejects_rewards_outside_the_unit_interval(monkeypatch, train_tasks):
-    import hf_ad.envs
-
-    make = hf_ad.envs.make_vector_env
+    make = bandits.make_vector_env
 
     class DoubledRewards(gym.vector.VectorWrapper):
         def step(self, actions):
             observations, rewards, *rest = self.env.step(actions)
             return observations, 2 * rewards + 1, *rest
 
-    monkeypatch.setattr(hf_ad.envs, "make_vector_env", lambda *args, **kw: DoubledRewards(make(*args, **kw)))
+    monkeypatch.setattr(bandits, "make_vector_env", lambda *args, **kw: DoubledRewards(make(*args, **kw)))
     with pytest.raises(ValueError, match=r"rewards in \[0, 1\], got 3.0; use likelihood='gaussian'"):
         run("thompson", train_tasks[:4], episodes=5)
     assert len(run("thompson_gaussian", train_tasks[:4], episodes=5)) == 5

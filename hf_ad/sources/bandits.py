@@ -19,6 +19,7 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 
+from hf_ad.envs import make_vector_env
 from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -149,8 +150,6 @@ def _play(
     rewards_in_unit_interval: bool = False,
 ) -> Iterator[EpisodeBlock]:
     """The shared loop: pull the best-scoring arm of every learner, record the pull, update the stats."""
-    from hf_ad.envs import make_vector_env
-
     if not tasks:
         raise ValueError("tasks must hold at least one task")
     env = make_vector_env(env_id, tasks, **(env_kwargs or {}))

@@ -26,6 +26,8 @@ from typing import Literal
 import numpy as np
 
 from hf_ad import constants
+from hf_ad.envs import make_vector_env
+from hf_ad.envs.grid import DOWN, LEFT, NOOP, RIGHT, UP
 from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step
 
 TIE_BREAKS = ("random", "x_first")
@@ -58,8 +60,6 @@ def shortest_path_actions(
     No-op where the position is the target. Where both coordinates differ, move along x or y at
     random (`rng`) or along x (`rng=None`).
     """
-    from hf_ad.envs.grid import DOWN, LEFT, NOOP, RIGHT, UP
-
     dx, dy = np.sign(targets - positions).T  # (N,) each, in {-1, 0, 1}
     x_move = np.where(dx < 0, LEFT, RIGHT)
     y_move = np.where(dy < 0, UP, DOWN)
@@ -87,8 +87,6 @@ def learn(
     env_id: str, tasks: list[tuple], config: ExpertConfig, env_kwargs: dict | None = None
 ) -> Iterator[EpisodeBlock]:
     """Play the optimal policy on each task; yield every episode (see `hf_ad.sources.base`)."""
-    from hf_ad.envs import make_vector_env
-
     if env_id not in (*GRID_ENVS, constants.BANDIT):
         raise ValueError(f"no expert for {env_id!r}; experts exist for {(*GRID_ENVS, constants.BANDIT)}")
     if not tasks:

@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from hf_ad import constants
+from hf_ad.envs import make_vector_env
 from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step, final_observations
 
 # Envs whose state needs the number of rewards collected this episode (capped) on top of the
@@ -83,8 +84,6 @@ def learn(
     env_id: str, tasks: list[tuple], config: QLearningConfig, env_kwargs: dict | None = None
 ) -> Iterator[EpisodeBlock]:
     """Run one tabular Q-learner per task in lock-step; yield every episode (see `hf_ad.sources.base`)."""
-    from hf_ad.envs import make_vector_env
-
     if not tasks:
         raise ValueError("tasks must hold at least one task")
     env_kwargs = dict(env_kwargs or {})
