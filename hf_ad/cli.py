@@ -24,8 +24,9 @@ from hf_ad.evaluation import EvaluateConfig, evaluate, summary_lines
 from hf_ad.training import TrainConfig, run_command, train
 
 DEBUG_FLAG = "--debug"
-# Errors that mean the user asked for something that cannot be done: one line, no traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, hub.HubError)
+# Errors that mean the user asked for something that cannot be done (a bad value; a missing file, folder
+# or repo; an unreachable hub): one line, no traceback. transformers reports a missing model as OSError.
+USER_ERRORS = (ValueError, OSError, hub.HubError)
 USAGE_ERROR = 2  # the exit status of argparse's own usage errors
 
 # name -> (one-line help, function taking the remaining argv). Filled below, one entry per module.
