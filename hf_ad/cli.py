@@ -170,7 +170,10 @@ def publish(argv: list[str]) -> int:
     if not folder.is_dir():
         raise ValueError(f"--{config.kind} {str(folder)!r} is not a folder")
     files, card = UPLOADS[config.kind](folder, config.repo_id)
-    print(hub.publish_folder(folder, config.repo_id, config.kind, files, card, config.private, config.token))
+    url = hub.publish_folder(
+        folder, config.repo_id, config.kind, files, card, private=config.private, token=config.token
+    )
+    print(url)
     return 0
 
 

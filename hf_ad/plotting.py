@@ -2,7 +2,7 @@
 
 Both the dataset card's learning curve and the evaluation's returns plot are this plot. It goes through
 matplotlib's object API (`matplotlib.figure.Figure` + the Agg canvas), so library code never switches the
-global backend or keeps pyplot state; matplotlib is imported when a plot is drawn (it costs ~0.3 s and
+global backend or keeps pyplot state; matplotlib is imported when a plot is drawn (it costs ~0.8 s and
 only plotting needs it). The PNG is written atomically through `hf_ad.files`.
 """
 
