@@ -16,7 +16,7 @@ AutoConfig.register(ADConfig.model_type, ADConfig, exist_ok=True)
 AutoModel.register(ADConfig, ADModel, exist_ok=True)
 register_pipeline()  # transformers.pipeline("in-context-rl", model=...)
 
-__version__ = "0.1.0"
+__version__ = constants.VERSION
 
 __all__ = [
     "constants",

@@ -4,6 +4,8 @@ Every string that more than one module needs lives here, so that a column or a f
 spelled two ways.
 """
 
+VERSION = "0.1.0"  # `hf_ad.__version__`; here so that modules below the package root can read it
+
 # Environment ids (registered on `import hf_ad`).
 DARK_ROOM = "hf_ad/DarkRoom-v0"
 DARK_ROOM_HARD = "hf_ad/DarkRoomHard-v0"
@@ -29,6 +31,9 @@ MODEL_CARD = "README.md"
 DATA_DIR = "data"
 HISTORIES_METADATA = "hf_ad_histories.json"
 LEARNING_CURVE_PNG = "learning_curve.png"
+MODEL_CONFIG = "config.json"
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_CODE = ("configuration_ad.py", "modeling_ad.py")  # the remote code `save_pretrained` copies
 TRAIN_CONFIG = "train_config.json"
 RESULTS_JSON = "results.json"
 RESULTS_PNG = "returns.png"

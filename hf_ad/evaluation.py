@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +32,11 @@ import numpy as np
 from transformers import AutoConfig
 
 from hf_ad import constants
+from hf_ad.cards import update_model_card
 from hf_ad.command_line import command_line
 from hf_ad.envs import optimal_return, random_return
+from hf_ad.files import atomic_write_text
+from hf_ad.plotting import Band, Level, save_band_plot
 from hf_ad.rollout import InContextRLPipeline
 from hf_ad.sources import SOURCE_NAMES, SOURCES
 
@@ -45,9 +46,6 @@ logger = logging.getLogger(__name__)
 # "episode 200" point, plus the last 100 episodes (added per run, clipped to the episodes played).
 SUMMARY_RANGES = ((1, 10), (41, 50), (191, 200))
 LAST_EPISODES = 100
-CARD_SECTION = ("<!-- hf_ad:evaluation -->", "<!-- /hf_ad:evaluation -->")
-CITATION_HEADING = "## Citation"
-EVAL_TASK_NAME = "In-context reinforcement learning (held-out tasks)"  # marks the results written here
 FALLBACK_SOURCE = "q_learning"
 
 
@@ -339,8 +337,8 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
     }
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / constants.RESULTS_JSON, json.dumps(results, indent=1).encode())
-    atomic_write(out / constants.RESULTS_PNG, plot_returns(results))
+    atomic_write_text(out / constants.RESULTS_JSON, json.dumps(results, indent=1))
+    plot_returns(results, out / constants.RESULTS_PNG)
     log(f"wrote {out / constants.RESULTS_JSON} and {out / constants.RESULTS_PNG}")
     if config.update_cards:
         for method in ("AD", "ED"):
@@ -354,41 +352,23 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
 # --- outputs --------------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file next to `path`, then move it into place."""
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)
-
-
-def plot_returns(results: dict) -> bytes:
-    """PNG bytes: mean return per episode of every method with a ±1 std band, the oracle and random lines."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
-    episodes = np.arange(1, results["episodes"] + 1)
-    for stats in results["methods"].values():
-        mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
-        (line,) = axes.plot(episodes, mean, label=f"{stats['label']} (n={stats['n']})", linewidth=1.2)
-        axes.fill_between(episodes, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    axes.axhline(results["oracle"]["mean"], color="black", linestyle="--", linewidth=1, label="oracle")
-    axes.axhline(results["random"]["mean"], color="gray", linestyle=":", linewidth=1, label="random policy")
-    axes.set_xlabel("episode")
-    axes.set_ylabel("return")
-    axes.set_title(f"{results['env_id']}: {len(results['tasks'])} held-out tasks, mean ± 1 std over runs")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+def plot_returns(results: dict, path: Path) -> None:
+    """Write the PNG of every method's mean return per episode (± 1 std band), oracle and random lines."""
+    bands = [
+        Band(
+            np.arange(1, results["episodes"] + 1),
+            stats["mean"],
+            stats["std"],
+            f"{stats['label']} (n={stats['n']})",
+        )
+        for stats in results["methods"].values()
+    ]
+    levels = [
+        Level(results["oracle"]["mean"], "oracle", color="black", linestyle="--"),
+        Level(results["random"]["mean"], "random policy", color="gray", linestyle=":"),
+    ]
+    title = f"{results['env_id']}: {len(results['tasks'])} held-out tasks, mean ± 1 std over runs"
+    save_band_plot(path, bands, title, levels, figsize=(7, 4.2), dpi=120, linewidth=1.2)
 
 
 def summary_lines(results: dict) -> list[str]:
@@ -401,112 +381,12 @@ def summary_lines(results: dict) -> list[str]:
     return lines
 
 
-def card_table(results: dict, method: str, own: dict) -> str:
-    """The Markdown evaluation section of a checkpoint's card (between `CARD_SECTION` markers)."""
-    labels = results["ranges"]
-    header = "| method | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
-
-    def row(name: str, stats: dict) -> str:
-        cells = [
-            f"{stats['summary'][label]['mean']:.2f} ± {stats['summary'][label]['std']:.2f}"
-            for label in labels
-        ]
-        return f"| {name} (n={stats['n']}) | " + " | ".join(cells) + " |\n"
-
-    rows = row(f"{method}, this checkpoint", own)
-    for key, stats in results["methods"].items():
-        if key != method or len(stats.get("checkpoints", [])) > 1:
-            rows += row(stats["label"] if key != method else f"{method}, all checkpoints", stats)
-    for key, name in (("oracle", "oracle"), ("random", "random policy")):
-        rows += f"| {name} | " + " | ".join(f"{results[key]['mean']:.2f}" for _ in labels) + " |\n"
-    sample = "sampled" if results["sample"] else "greedy"
-    intro = (
-        f"Return per episode on {len(results['tasks'])} held-out tasks of `{results['env_id']}`, "
-        f"{results['seeds']} evaluation seeds per checkpoint, {results['episodes']} episodes, "
-        f"{sample} actions, "
-        "the context filled by the agent itself. Mean ± std over runs (n runs; one run = one checkpoint and "
-        "one seed, scored by its mean over the tasks). Measured by:\n\n"
-        f"```\n{results['command']}\n```\n\n"
-    )
-    return f"{CARD_SECTION[0]}\n## Evaluation\n\n{intro}{header}{rows}{CARD_SECTION[1]}"
-
-
-def update_model_card(folder: Path, results: dict, method: str, own: dict) -> None:
-    """Fill the `model-index` of `folder/README.md` with this checkpoint's numbers; add the evaluation table.
-
-    Earlier results written here (task name `EVAL_TASK_NAME`) are replaced; other eval results are kept.
-    """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    path = folder / constants.MODEL_CARD
-    if path.is_file():
-        card = ModelCard.load(path)
-        data, text = card.data, card.text
-    else:
-        data, text = ModelCardData(), f"# {folder.name}\n"
-    kept = [r for r in (data.eval_results or []) if r.task_name != EVAL_TASK_NAME]
-    settings = {key: results[key] for key in ("episodes", "seeds", "seed", "sample")}
-    measured = [
-        EvalResult(
-            task_type="reinforcement-learning",
-            task_name=EVAL_TASK_NAME,
-            dataset_type=results["env_id"],
-            dataset_name=f"{results['env_id']} held-out tasks",
-            dataset_split="test",
-            metric_type="mean_reward",
-            metric_name=f"Mean return, {label} ({method})",
-            metric_value=round(own["summary"][label]["mean"], 4),
-            metric_args={**settings, "num_tasks": len(results["tasks"]), "runs": own["n"]},
-        )
-        for label in results["ranges"]
-    ]
-    data.eval_results = kept + measured
-    data.model_name = data.model_name or folder.name
-    atomic_write(path, _card_with_section(data, text, card_table(results, method, own)).encode())
-
-
-def _card_with_section(data, text: str, section: str) -> str:
-    """A card of `data` and `text` with the evaluation `section` in place of any earlier one."""
-    from huggingface_hub import ModelCard
-
-    if CARD_SECTION[0] in text and CARD_SECTION[1] in text:
-        head, rest = text.split(CARD_SECTION[0], 1)
-        text = head + section + rest.split(CARD_SECTION[1], 1)[1]
-    elif CITATION_HEADING in text:  # the section goes before the citation of hf_ad's card template
-        head, rest = text.split(CITATION_HEADING, 1)
-        text = head + section + "\n\n" + CITATION_HEADING + rest
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{text}"))
-
-
-def carry_evaluation(old_card: str, new_card: str) -> str:
-    """`new_card` (a re-rendered card) with the evaluation section and results that `old_card` had.
-
-    Lets a checkpoint's card be re-rendered (e.g. for a hub repo id) without losing what `hf-ad evaluate`
-    measured.
-    """
-    from huggingface_hub import ModelCard
-
-    old = ModelCard(old_card)
-    if CARD_SECTION[0] not in old.text or CARD_SECTION[1] not in old.text:
-        return new_card
-    section = CARD_SECTION[0] + old.text.split(CARD_SECTION[0], 1)[1].split(CARD_SECTION[1], 1)[0]
-    new = ModelCard(new_card)
-    kept = [r for r in (new.data.eval_results or []) if r.task_name != EVAL_TASK_NAME]
-    measured = [r for r in (old.data.eval_results or []) if r.task_name == EVAL_TASK_NAME]
-    new.data.eval_results = kept + measured or None
-    return _card_with_section(new.data, new.text, section + CARD_SECTION[1])
-
-
 __all__ = [
     "EvaluateConfig",
-    "carry_evaluation",
     "curve_stats",
     "episode_ranges",
     "evaluate",
     "evaluate_source",
     "plot_returns",
     "summary_lines",
-    "update_model_card",
 ]

@@ -1,147 +1,130 @@
-"""Hub helpers shared by datasets and checkpoints: card rendering and folder-first publishing.
+"""Folder-first publishing: a local folder that is exactly the repo the hub would hold goes up as one commit.
 
-Everything hf_ad publishes is first written as a local folder that is exactly the repo the hub
-would hold; `publish_folder` then only creates the repo and uploads that folder.
-
-Card templates are Jinja2 Markdown files in the repo's `dataset_cards/` and `model_cards/` folders.
-They are found next to the package in a source checkout or an editable install, and under
-`<sys.prefix>/share/hf_ad/` in a wheel install (pyproject ships them as `data-files`).
+`publish_folder` knows folders only, not what is in them: the caller (`hf-ad publish`) names the files
+to upload, an explicit allow-list, so a stray file such as `.env` never leaves the machine, and gives the
+card to upload as text, so the local folder is never modified by publishing. Card rendering lives in
+`hf_ad.cards`.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
+
+import httpx
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    HFValidationError,
+    LocalTokenNotFoundError,
+    OfflineModeIsEnabled,
+)
+from huggingface_hub.utils import validate_repo_id
 
 from hf_ad import constants
 
-REPO_TYPES = ("dataset", "model")
+CARD_FILES = {"dataset": constants.DATASET_CARD, "model": constants.MODEL_CARD}  # by repo type
+REPO_TYPES = tuple(CARD_FILES)
+AUTH_STATUS_CODES = (401, 403)
 
 
-def template_roots() -> list[Path]:
-    """Folders searched for card templates, first match wins."""
-    return [Path(__file__).resolve().parent.parent, Path(sys.prefix) / "share" / "hf_ad"]
+class HubError(RuntimeError):
+    """The hub could not be reached or refused the request; the message says what to do."""
 
 
-def find_template(template_name: str) -> Path:
-    """Path of a card template such as `"dataset_cards/histories.md"`.
+def check_repo_id(repo_id: str) -> str:
+    """`repo_id` if it is a valid hub repo id: `"org/name"`, or a bare `"name"` in the user's namespace.
 
     Raises:
-        ValueError: no template root holds `template_name`.
+        ValueError: `repo_id` is not a repo id (e.g. a local path).
     """
-    roots = template_roots()
-    for root in roots:
-        path = root / template_name
-        if path.is_file():
-            return path
-    raise ValueError(f"card template {template_name!r} not found under any of {[str(r) for r in roots]}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(
+            f"repo id {repo_id!r} is not a hub repo id ({error}); give 'org/name', or 'name' for your "
+            "own namespace"
+        ) from None
+    return repo_id
 
 
-def render_card(template_name: str, **values) -> str:
-    """Render a card template with Jinja2.
+def check_files(folder: Path, files: Sequence[str]) -> None:
+    """Check that every path of `files` (relative to `folder`) is a regular file inside `folder`.
 
-    Templates follow huggingface_hub's convention (`DatasetCard.from_template`): the YAML header
-    goes in as a string named `card_data` between the `---` lines. Undefined variables raise, so a
-    template and its caller never drift apart silently.
-
-    Args:
-        template_name: path relative to a template root, e.g. `"dataset_cards/histories.md"`.
-        **values: the template's variables.
-
-    Returns:
-        The rendered Markdown.
+    Raises:
+        ValueError: a file is missing, or points outside `folder` (an absolute path, `..`, a link).
     """
-    import jinja2
+    root = folder.resolve()
+    for name in files:
+        path = (folder / name).resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"cannot publish {name!r}: it lies outside {str(folder)!r}")
+        if not path.is_file():
+            raise ValueError(f"cannot publish {str(folder)!r}: {name!r} is missing")
 
-    path = find_template(template_name)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(path.parent)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    return env.get_template(path.name).render(**values)
+
+def hub_failure_message(repo_id: str, error: Exception) -> str:
+    """One line saying why the hub call for `repo_id` failed and what to do about it."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, LocalTokenNotFoundError) or status in AUTH_STATUS_CODES:
+        fix = "log in with `hf auth login` or pass --token with write access to it"
+    elif isinstance(error, HfHubHTTPError):
+        fix = "check the repo id and your access to it, then retry"
+    else:
+        fix = "check your network connection (and HF_ENDPOINT / HF_HUB_OFFLINE), then retry"
+    return f"could not publish to {repo_id!r}: {reason}; {fix}. Nothing was uploaded."
 
 
 def publish_folder(
     folder: str | Path,
     repo_id: str,
     repo_type: str,
+    files: Sequence[str],
+    card: str,
     private: bool = False,
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Create `repo_id` on the hub if needed and upload `folder` to it as one commit.
+    """Create `repo_id` on the hub if needed and upload `card` and `files` of `folder` as one commit.
+
+    Everything is checked before the hub is contacted.
 
     Args:
-        folder: a local folder holding exactly the repo's files, with its `README.md` card.
-        repo_id: `"org/name"`.
+        folder: a local folder holding the repo's files.
+        repo_id: `"org/name"`, or `"name"` for the logged-in user's namespace.
         repo_type: `"dataset"` or `"model"`.
+        files: the files to upload, relative to `folder` (nothing else in it goes up).
+        card: the repo's `README.md` text (uploaded in place of any local one).
         private: create the repo private (ignored if it exists).
         token: hub token; `None` uses the logged-in one.
         commit_message: defaults to `"Upload with hf_ad"`.
 
     Returns:
         The URL of the commit.
-    """
-    from huggingface_hub import HfApi
 
+    Raises:
+        ValueError: a bad `repo_type` or `repo_id`, no such folder, or a file missing from it.
+        HubError: the hub is unreachable or refused the upload (e.g. not logged in).
+    """
     folder = Path(folder)
     if repo_type not in REPO_TYPES:
         raise ValueError(f"repo_type must be one of {REPO_TYPES}, got {repo_type!r}")
+    check_repo_id(repo_id)
     if not folder.is_dir():
         raise ValueError(f"cannot publish {str(folder)!r}: not a folder")
-    if not (folder / constants.DATASET_CARD).is_file():
-        raise ValueError(f"cannot publish {str(folder)!r}: it has no {constants.DATASET_CARD} card")
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}")
+    check_files(folder, files)
+    operations = [CommitOperationAdd(path_in_repo=CARD_FILES[repo_type], path_or_fileobj=card.encode())]
+    operations += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=folder / name) for name in files]
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=folder,
-        repo_type=repo_type,
-        commit_message=commit_message or "Upload with hf_ad",
-    )
-    return str(getattr(commit, "commit_url", commit))
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        commit = api.create_commit(
+            repo_id, operations, commit_message=commit_message or "Upload with hf_ad", repo_type=repo_type
+        )
+    except (HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled, httpx.TransportError) as error:
+        raise HubError(hub_failure_message(repo_id, error)) from error
+    return str(commit.commit_url)
 
 
-# `hf-ad publish --KIND FOLDER`: KIND -> (module, function(folder, repo_id, private, token) -> URL).
-# Each kind validates its folder and refreshes its card (which names the repo) before uploading.
-PUBLISHERS: dict[str, tuple[str, str]] = {
-    "dataset": ("hf_ad.data.histories", "publish_histories"),
-    "model": ("hf_ad.training", "publish_checkpoint"),
-}
-
-
-@dataclass
-class PublishConfig:
-    """`hf-ad publish`: upload one local folder (a histories dataset or a checkpoint) to the hub."""
-
-    repo_id: str = field(metadata={"help": "Hub repo to create or update, 'org/name'."})
-    dataset: str | None = field(
-        default=None, metadata={"help": "A histories dataset folder written by `hf-ad generate`."}
-    )
-    model: str | None = field(
-        default=None, metadata={"help": "A checkpoint folder written by `hf-ad train` (its `final/`)."}
-    )
-    private: bool = field(default=False, metadata={"help": "Create the repo private."})
-    token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
-
-    def folders(self) -> dict[str, str]:
-        """The folders given, by kind (a field named after each kind of `PUBLISHERS`)."""
-        return {kind: getattr(self, kind) for kind in PUBLISHERS if getattr(self, kind, None)}
-
-
-def publish(config: PublishConfig) -> str:
-    """Publish the one folder `config` names with its kind's publisher; returns the commit URL."""
-    folders = config.folders()
-    if len(folders) != 1:
-        flags = " or ".join(f"--{kind} FOLDER" for kind in PUBLISHERS)
-        raise ValueError(f"give exactly one of {flags}, got {sorted(folders) or 'none'}")
-    ((kind, folder),) = folders.items()
-    module_name, function_name = PUBLISHERS[kind]
-    publisher = getattr(importlib.import_module(module_name), function_name)
-    return publisher(folder, config.repo_id, private=config.private, token=config.token)
+__all__ = ["HubError", "check_repo_id", "publish_folder"]

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from hf_ad import constants
+from hf_ad import cards, constants
 from hf_ad.command_line import command_line
 from hf_ad.configuration_ad import ADConfig
 
@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 TRACKERS = ("tensorboard", "trackio")
-MODEL_CARD_TEMPLATE = "model_cards/ad.md"
 # Fields that may differ between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset(
     {"resume", "report_to", "logging_steps", "save_steps", "save_total_limit", "num_workers", "run_name"}
@@ -517,13 +516,17 @@ def launch_program(num_processes: int, device: str) -> str:
     return f"{cpu}accelerate launch --multi_gpu --num_processes {num_processes} scripts/train.py"
 
 
-def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
-    """Render `model_cards/ad.md` into `folder/README.md` from the files of a `final/` folder.
+def run_command(folder: str | Path) -> str:
+    """The command line that trained a `final/` folder, rebuilt from its `train_config.json` and state."""
+    folder = cards.check_final_folder(folder)
+    train_config = TrainConfig(**json.loads((folder / constants.TRAIN_CONFIG).read_text()))
+    state = json.loads((folder / constants.TRAINER_STATE).read_text())
+    return train_config.command(launch_program(state.get("num_processes", 1), state.get("device", "cpu")))
 
-    The card is built from `config.json`, `model.safetensors`, `train_config.json` and
-    `trainer_state.json` in `folder` alone, so it can be re-rendered at any time (e.g. with the hub
-    repo id). `hf-ad evaluate` then adds its results in place (`hf_ad.evaluation.update_model_card`:
-    an "Evaluation" section and the `model-index` metadata).
+
+def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
+    """Render the model card of a `final/` folder into its `README.md` (`hf_ad.cards.write_model_card` with
+    the run's command; what `hf-ad evaluate` wrote is kept).
 
     Args:
         folder: a `final/` folder written by `train`.
@@ -532,84 +535,7 @@ def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
     Returns:
         The rendered card.
     """
-    from huggingface_hub import ModelCardData
-    from safetensors import safe_open
-
-    import hf_ad
-    from hf_ad.hub import render_card
-
-    folder = Path(folder)
-    config = ADConfig.from_pretrained(folder)
-    train_config = json.loads((folder / constants.TRAIN_CONFIG).read_text())
-    state = json.loads((folder / constants.TRAINER_STATE).read_text())
-    with safe_open(folder / "model.safetensors", framework="pt") as weights:
-        num_parameters = sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118
-    dataset = train_config["dataset"]
-    dataset_id = train_config.get("hub_dataset_id") or (None if Path(dataset).exists() else dataset)
-    model_name = Path(train_config["output_dir"]).name or "ad"
-    dataset_metadata = Path(dataset) / constants.HISTORIES_METADATA
-    dataset_command = (
-        json.loads(dataset_metadata.read_text()).get("command") if dataset_metadata.is_file() else None
-    )
-    card_data = ModelCardData(
-        library_name="transformers",
-        license="apache-2.0",
-        pipeline_tag="reinforcement-learning",
-        tags=["reinforcement-learning", "in-context-rl", "algorithm-distillation", "hf_ad", config.env_id],
-        datasets=[dataset_id] if dataset_id else None,
-        model_name=model_name,
-    )
-    card = render_card(
-        MODEL_CARD_TEMPLATE,
-        card_data=card_data.to_yaml(),
-        model_name=model_name,
-        repo_id=repo_id or str(Path(train_config["output_dir"]) / constants.FINAL_DIR),
-        config=config,
-        num_parameters=num_parameters,
-        dataset=dataset_id or dataset,
-        command=TrainConfig(**train_config).command(
-            launch_program(state.get("num_processes", 1), state.get("device", "cpu"))
-        ),
-        dataset_command=dataset_command,
-        train_config=train_config,
-        train_config_json=json.dumps(train_config, indent=2, sort_keys=True),
-        state=state,
-        hf_ad_version=hf_ad.__version__,
-    )
-    previous = folder / constants.MODEL_CARD
-    if previous.is_file():  # keep what `hf-ad evaluate` measured
-        from hf_ad.evaluation import carry_evaluation
-
-        card = carry_evaluation(previous.read_text(), card)
-    tmp = folder / f".{constants.MODEL_CARD}.tmp"
-    tmp.write_text(card)
-    os.replace(tmp, previous)
-    return card
-
-
-def publish_checkpoint(
-    folder: str | Path, repo_id: str, private: bool = False, token: str | None = None
-) -> str:
-    """Check a `final/` folder loads, re-render its card for `repo_id` (evaluation kept), and upload it.
-
-    Returns:
-        The URL of the hub commit.
-    """
-    from hf_ad.hub import publish_folder
-
-    folder = Path(folder)
-    missing = [
-        name
-        for name in ("config.json", "model.safetensors", constants.TRAIN_CONFIG, constants.TRAINER_STATE)
-        if not (folder / name).is_file()
-    ]
-    if missing:
-        raise ValueError(
-            f"{str(folder)!r} is not a final/ folder written by `hf-ad train`: missing {missing}"
-        )
-    ADConfig.from_pretrained(folder)
-    write_model_card(folder, repo_id=repo_id)
-    return publish_folder(folder, repo_id, "model", private=private, token=token)
+    return cards.write_model_card(folder, run_command(folder), repo_id=repo_id)
 
 
 def save_final(accelerator, model, cfg: TrainConfig, state: dict) -> Path:
@@ -820,12 +746,12 @@ def train(cfg: TrainConfig) -> Path:
 __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
-    "publish_checkpoint",
     "build_model_and_windows",
     "build_model_config",
     "checkpoint_steps",
     "save_checkpoint",
     "train",
     "train_step",
+    "run_command",
     "write_model_card",
 ]

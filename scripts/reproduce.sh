@@ -43,16 +43,13 @@ if [ "${SHIP:-0}" = 1 ]; then
 import json
 from pathlib import Path
 
-from datasets import Features
-
-from hf_ad.data.history_card import write_card
+from hf_ad.cards import write_dataset_card
 from hf_ad.training import write_model_card
 
 for name in ("ad-darkroom", "ed-darkroom"):
     write_model_card(f"pretrained/{name}", repo_id=f"pretrained/{name}")
 folder = Path("pretrained/darkroom-histories")
-metadata = json.loads((folder / "hf_ad_histories.json").read_text())
-write_card(folder, metadata, Features.from_dict(metadata["features"]), repo_id=str(folder))
+write_dataset_card(folder, json.loads((folder / "hf_ad_histories.json").read_text()), repo_id=str(folder))
 PY
     AD=pretrained/ad-darkroom ED=pretrained/ed-darkroom EVAL=pretrained/evaluation
 else

@@ -10,10 +10,10 @@ from conftest import save_tiny_checkpoint
 from huggingface_hub import ModelCard
 
 from hf_ad import constants
+from hf_ad.cards import CARD_SECTION
 from hf_ad.cli import main
 from hf_ad.envs import optimal_return, random_return
 from hf_ad.evaluation import (
-    CARD_SECTION,
     EvaluateConfig,
     curve_stats,
     episode_ranges,
@@ -73,6 +73,7 @@ def test_evaluate_writes_results_plot_and_cards(tmp_path):
     assert card.data.eval_results[0].dataset_type == constants.DARK_ROOM
     assert "| ED (n=2) |" in card.text and "| AD, all checkpoints (n=4) |" in card.text
     assert "Trained with hf_ad." in card.text
+    assert "hf-ad evaluate --model" in card.text and str(tmp_path) not in card.text  # no absolute path
     assert card.text.index(CARD_SECTION[1]) < card.text.index(
         "## Citation"
     )  # the table precedes the citation

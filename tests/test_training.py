@@ -216,7 +216,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_intact(dataset_dir, tmp_pa
         batch = original_gather(self, starts)
         calls.append(1)
         if len(calls) == 5:
-            batch["prev_rewards"][0, 3] = float("nan")  # one bad reward in the batch of step 5
+            batch["prev_rewards"][0, 3] = 3e38  # a reward so large the loss overflows, at step 5
         return batch
 
     monkeypatch.setattr(HistoryWindows, "gather", poisoned_gather)
@@ -355,23 +355,25 @@ def test_sigkill_mid_run_then_resume_finishes(dataset_dir, tmp_path):
 def test_publish_model_keeps_the_evaluation_and_names_the_repo(dataset_dir, tmp_path, monkeypatch):
     from huggingface_hub import HfApi, ModelCard
 
+    from hf_ad.cards import CARD_SECTION
     from hf_ad.cli import main
-    from hf_ad.evaluation import CARD_SECTION
 
     final = train(tiny_config(dataset_dir, tmp_path / "run", max_steps=1))
     argv = ["evaluate", "--model", str(final), "--source", "none", "--episodes", "2", "--seeds", "1"]
     assert main([*argv, "--out", str(tmp_path / "eval")]) == 0
+    local_card = (final / constants.MODEL_CARD).read_text()
     calls = []
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append((repo_id, kw)))
-    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append((kw["repo_id"], kw)) or "url")
+
+    def create_commit(self, repo_id, operations, **kw):
+        calls.append((repo_id, {**kw, "card": operations[0].path_or_fileobj.decode()}))
+        return type("Commit", (), {"commit_url": "url"})
+
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
     assert main(["publish", "--model", str(final), "--repo-id", "org/ad-tiny"]) == 0
     assert [(repo_id, kw["repo_type"]) for repo_id, kw in calls] == [("org/ad-tiny", "model")] * 2
-    card = ModelCard.load(final / constants.MODEL_CARD)
+    assert (final / constants.MODEL_CARD).read_text() == local_card  # the local card is left alone
+    card = ModelCard(calls[1][1]["card"])
     assert 'from_pretrained("org/ad-tiny")' in card.text
     assert CARD_SECTION[0] in card.text and "hf-ad evaluate" in card.text
     assert card.data.eval_results and all(np.isfinite(r.metric_value) for r in card.data.eval_results)
-
-    (final / "model.safetensors").unlink()
-    with pytest.raises(ValueError, match="missing \\['model.safetensors'\\]"):
-        main(["publish", "--model", str(final), "--repo-id", "org/ad-tiny"])
-    assert len(calls) == 2  # nothing more uploaded

@@ -9,7 +9,6 @@ from hf_ad.data.histories import (
     generate_histories,
     history_features,
     load_histories,
-    publish_histories,
     validate_histories,
 )
 
@@ -19,6 +18,5 @@ __all__ = [
     "generate_histories",
     "history_features",
     "load_histories",
-    "publish_histories",
     "validate_histories",
 ]

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hf_ad import constants
-from hf_ad.data.history_card import write_card
+from hf_ad.cards import write_dataset_card
 from hf_ad.sources import SOURCE_NAMES, SOURCES, EpisodeBlock, SourceConfig
 from hf_ad.sources.base import check_lock_step
 
@@ -495,7 +495,7 @@ def generate_histories(
         entry.pop("episode_return_sum", None)
         entry.pop("episode_return_sq_sum", None)
     metadata["complete"] = True
-    write_card(folder, metadata, features)
+    write_dataset_card(folder, metadata)
     _write_json(metadata_path, metadata)
     return folder
 
@@ -669,21 +669,3 @@ def load_histories(path_or_repo_id: str | Path, split: str = "train", streaming:
             f"dataset repo {repo_id!r}: features {dataset.features} differ from the metadata's {features}"
         )
     return dataset, metadata
-
-
-def publish_histories(
-    folder: str | Path, repo_id: str, private: bool = False, token: str | None = None
-) -> str:
-    """Validate a histories folder, re-render its card for `repo_id`, and upload it as a dataset repo.
-
-    Returns:
-        The URL of the hub commit.
-    """
-    from datasets import Features
-
-    from hf_ad.hub import publish_folder
-
-    folder = Path(folder)
-    metadata = validate_histories(folder)
-    write_card(folder, metadata, Features.from_dict(metadata["features"]), repo_id=repo_id)
-    return publish_folder(folder, repo_id, "dataset", private=private, token=token)
