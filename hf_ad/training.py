@@ -26,11 +26,11 @@ The global batch is `batch_size * gradient_accumulation_steps * num_processes` w
 Checkpoints are written into a temporary folder and renamed into place, so a run killed mid-save
 leaves the previous checkpoint intact. `--resume` continues from the newest checkpoint that is
 complete (a damaged one is named in a warning and the one before is used) with the same step,
-window stream, optimizer state and random states, so it ends with the weights of the uninterrupted
-run; the learning-rate schedule is a function of the step. A checkpoint that cannot be resumed
-exactly raises `ValueError` naming the file. The optimisation settings in `RESUME_OVERRIDES` may
-change on `--resume` (e.g. a lower learning rate after a NaN loss); `trainer_state.json` records
-each such change under `resumed_with_changes`.
+window stream, optimizer state and random states, so with unchanged settings on the same machine it
+ends with the weights of the uninterrupted run; the learning-rate schedule is a function of the
+step. A checkpoint that cannot be resumed exactly raises `ValueError` naming the file. The
+optimisation settings in `RESUME_OVERRIDES` may change on `--resume` (e.g. a lower learning rate
+after a NaN loss); `trainer_state.json` records each such change under `resumed_with_changes`.
 """
 
 from __future__ import annotations
