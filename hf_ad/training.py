@@ -967,7 +967,6 @@ def train(cfg: TrainConfig) -> Path:
     resumed = _resume(accelerator, cfg, checkpoint, changes)
     start_step = resumed["step"]
     scheduler = learning_rate_schedule(optimizer, cfg, start_step)
-    accelerator.wait_for_everyone()  # every process has read the run folder before it changes
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(output_dir / constants.TRAIN_CONFIG, cfg.to_dict(), sort_keys=True)

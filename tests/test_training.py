@@ -455,6 +455,29 @@ def test_two_processes_see_different_data_and_end_with_identical_weights(dataset
         np.testing.assert_array_equal(value, rank0[name], err_msg=name)
 
 
+def _two_process_train(dataset_dir: str, output_dir: str, resume: bool) -> None:
+    """Runs in each of the processes `debug_launcher` forks: a 4-step run with a checkpoint at step 2."""
+    reset_accelerate_state()
+    train(tiny_config(Path(dataset_dir), Path(output_dir), max_steps=4, save_steps=2, resume=resume))
+
+
+def test_two_processes_resume_exactly(dataset_dir, tmp_path):
+    """Each rank restores its own random states (its dropout differs from the other rank's)."""
+    from accelerate import debug_launcher
+
+    output = tmp_path / "run"
+    debug_launcher(_two_process_train, args=(str(dataset_dir), str(output), False), num_processes=2)
+    straight = weights(output / constants.FINAL_DIR)
+    checkpoint = output / constants.CHECKPOINTS_DIR / "2"
+    assert sorted(path.name for path in checkpoint.glob("random_states_*")) == [
+        "random_states_0.safetensors",
+        "random_states_1.safetensors",
+    ]
+    shutil.rmtree(output / constants.FINAL_DIR)  # as if killed after the checkpoint of step 2
+    debug_launcher(_two_process_train, args=(str(dataset_dir), str(output), True), num_processes=2)
+    assert_same_weights(weights(output / constants.FINAL_DIR), straight)
+
+
 def test_sigkill_mid_run_then_resume_finishes(dataset_dir, tmp_path):
     """`scripts/train.py` killed with SIGKILL once it has saved a checkpoint; `--resume` finishes the run."""
     output = tmp_path / "run"
