@@ -7,11 +7,16 @@ One code path for one CPU process, several CPU processes or many GPUs:
 
 What a run writes under `--output-dir`:
 
-    train_config.json           the `TrainConfig` of the run (a resumed run must match it)
+    train_config.json           the `TrainConfig` of the run
     logs/                       tracker logs (TensorBoard by default)
-    checkpoints/<step>/         `Accelerator.save_state` + trainer_state.json, the newest `save_total_limit`
+    checkpoints/<step>/         model.safetensors and optimizer.bin (`Accelerator.save_state`),
+                                random_states_<rank>.safetensors, train_config.json, trainer_state.json;
+                                the newest `save_total_limit`
     final/                      `save_pretrained` of the model (safetensors + remote code),
                                 train_config.json, trainer_state.json and the model card README.md
+
+A folder that already holds a run is refused unless `--resume` continues it or `--overwrite` starts
+it over (removing that run's files, and only from a folder that has a train_config.json).
 
 Data: every process draws its own batches of across-episode windows (`hf_ad.data.windows`) from the
 training tasks of the dataset; batch b of rank r is a pure function of `(seed, r, b)`, so ranks see
@@ -19,8 +24,13 @@ different data and a resumed run draws exactly the batches the uninterrupted run
 The global batch is `batch_size * gradient_accumulation_steps * num_processes` windows.
 
 Checkpoints are written into a temporary folder and renamed into place, so a run killed mid-save
-leaves the previous checkpoint intact; `--resume` continues from the newest one with the same step,
-learning-rate schedule, window stream and RNG states.
+leaves the previous checkpoint intact. `--resume` continues from the newest checkpoint that is
+complete (a damaged one is named in a warning and the one before is used) with the same step,
+window stream, optimizer state and random states, so with unchanged settings on the same machine it
+ends with the weights of the uninterrupted run; the learning-rate schedule is a function of the
+step. A checkpoint that cannot be resumed exactly raises `ValueError` naming the file. The
+optimisation settings in `RESUME_OVERRIDES` may change on `--resume` (e.g. a lower learning rate
+after a NaN loss); `trainer_state.json` records each such change under `resumed_with_changes`.
 """
 
 from __future__ import annotations
@@ -29,18 +39,37 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import (
+    OPTIMIZER_NAME,
+    RNG_STATE_NAME,
+    SAFE_WEIGHTS_NAME,
+    ProjectConfiguration,
+    is_trackio_available,
+    set_seed,
+)
+from safetensors import SafetensorError, safe_open
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
 
-from hf_ad import cards, constants
+from hf_ad import cards, constants, envs
 from hf_ad.command_line import command_line
 from hf_ad.configuration_ad import ADConfig
+from hf_ad.data.histories import load_histories
+from hf_ad.data.windows import HistoryWindows, window_loader
+from hf_ad.files import TEMP_SUFFIX, atomic_write_json, replace_folder, temporary_name
+from hf_ad.modeling_ad import ADModel
+from hf_ad.random_states import RandomStates, random_states_name
+from hf_ad.rollout import rollout
+from hf_ad.spaces import check_spaces, config_kwargs_from_spaces
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +77,22 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 TRACKERS = ("tensorboard", "trackio")
 # Fields that may differ between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset(
-    {"resume", "report_to", "logging_steps", "save_steps", "save_total_limit", "num_workers", "run_name"}
-    | {"eval_steps", "eval_episodes", "eval_seed"}
+    {"resume", "overwrite", "report_to", "logging_steps", "save_steps", "save_total_limit", "num_workers"}
+    | {"run_name", "eval_steps", "eval_episodes", "eval_seed"}
 )
+# Optimisation settings a resumed run may change; they apply from the checkpoint's step on (the
+# learning-rate schedule is rebuilt from the step, the clipping norm and precision are read each step).
+RESUME_OVERRIDES = frozenset({"learning_rate", "warmup_ratio", "max_grad_norm", "mixed_precision"})
+# Fields naming a local folder (or a hub id): the same if they resolve to the same path.
+PATH_FIELDS = ("dataset", "output_dir", "init_from")
+# What a run writes in its --output-dir, all that --overwrite removes.
+RUN_ENTRIES = (constants.TRAIN_CONFIG, constants.LOGS_DIR, constants.CHECKPOINTS_DIR, constants.FINAL_DIR)
+OPTIMIZER_FILE = f"{OPTIMIZER_NAME}.bin"
+
+
+def _flags(names) -> str:
+    """`--flag-name, ...` for some TrainConfig fields, sorted."""
+    return ", ".join("--" + name.replace("_", "-") for name in sorted(names))
 
 
 def _model_field(name: str, help: str) -> Any:
@@ -193,7 +235,17 @@ class TrainConfig:
     resume: bool = field(
         default=False,
         metadata={
-            "help": "Continue from the newest checkpoint in --output-dir (start afresh if there is none)."
+            "help": "Continue the run in --output-dir from its newest complete checkpoint (start afresh if "
+            "there is none). The other flags must be the run's, but for logging, saving and eval flags and "
+            f"the optimisation settings {_flags(RESUME_OVERRIDES)}, which apply from the checkpoint's step "
+            "on (e.g. a lower learning rate after a NaN loss)."
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an --output-dir that holds a run: remove its train_config.json, logs/, "
+            "checkpoints/ and final/ (nothing else) first. Without it such a folder is refused."
         },
     )
 
@@ -227,6 +279,8 @@ class TrainConfig:
             raise ValueError(
                 f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}"
             )
+        if self.resume and self.overwrite:
+            raise ValueError("pass --resume to continue a run or --overwrite to start it over, not both")
         self.trackers()  # validates report_to
 
     def trackers(self) -> list[str]:
@@ -234,8 +288,6 @@ class TrainConfig:
         if self.report_to == "none":
             return []
         if self.report_to == "auto":
-            from accelerate.utils import is_trackio_available
-
             return ["tensorboard"] + (["trackio"] if is_trackio_available() else [])
         names = [name.strip() for name in self.report_to.split(",") if name.strip()]
         unknown = [name for name in names if name not in TRACKERS]
@@ -255,7 +307,7 @@ class TrainConfig:
 
     def command(self, program: str = "accelerate launch scripts/train.py") -> str:
         """The command line that reproduces this run (flags that differ from the defaults)."""
-        return command_line(self, program, skip=("resume",))
+        return command_line(self, program, skip=("resume", "overwrite"))
 
 
 def model_field_names() -> tuple[str, ...]:
@@ -273,8 +325,6 @@ class NonFiniteLossError(RuntimeError):
 
 def dataset_spaces(metadata: dict):
     """`(observation_space, action_space)` of the env a histories dataset was generated on."""
-    from hf_ad import envs
-
     tasks = metadata["task_split"]["train"] or metadata["task_split"]["test"]
     env = envs.make_vector_env(metadata["env_id"], [tuple(tasks[0])], **metadata.get("env_kwargs", {}))
     try:
@@ -292,8 +342,6 @@ def build_model_config(cfg: TrainConfig, metadata: dict) -> ADConfig:
     Raises:
         ValueError: the config's observation/action spec does not match the dataset's env, naming both.
     """
-    from hf_ad.spaces import check_spaces, config_kwargs_from_spaces
-
     observation_space, action_space = dataset_spaces(metadata)
     env_metadata = {
         "env_id": metadata["env_id"],
@@ -337,10 +385,6 @@ def build_model_and_windows(cfg: TrainConfig):
         ValueError: the dataset's spec does not match the model config (naming both), or the windows
             do not fit (context longer than `max_context` or than the histories).
     """
-    from hf_ad.data.histories import load_histories
-    from hf_ad.data.windows import HistoryWindows
-    from hf_ad.modeling_ad import ADModel
-
     dataset, metadata = load_histories(cfg.dataset, split=cfg.dataset_split)
     model_config = build_model_config(cfg, metadata)
     windows = HistoryWindows.from_dataset(
@@ -417,15 +461,13 @@ def train_step(
 def evaluate_in_context(model, episodes: int, seed: int) -> dict[str, float]:
     """Play `episodes` episodes on each held-out task of `model.config`, the model acting in context.
 
-    The rollout of `hf_ad.rollout` (sampled actions, KV cache) with the weights as they are now; the
-    model is put in eval mode for it and back in train mode after. Touches no global RNG.
+    `hf_ad.rollout.rollout`, a loop around an `InContextAgent` (sampled actions, KV cache), with the
+    weights as they are now; the model is put in eval mode for it and back in train mode after. Touches
+    no global RNG.
 
     Returns:
         Mean return over the held-out tasks of the first episode, the last episode and all episodes.
     """
-    from hf_ad import envs
-    from hf_ad.rollout import rollout
-
     config = model.config
     env = envs.make_vector_env(
         config.env_id, [tuple(task) for task in config.test_tasks], **config.env_kwargs
@@ -433,8 +475,7 @@ def evaluate_in_context(model, episodes: int, seed: int) -> dict[str, float]:
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            returns, _ = rollout(model, env, num_episodes=episodes, seed=seed)  # (tasks, episodes)
+        returns, _ = rollout(model, env, num_episodes=episodes, seed=seed)  # (tasks, episodes)
     finally:
         env.close()
         model.train(was_training)
@@ -449,10 +490,11 @@ def evaluate_in_context(model, episodes: int, seed: int) -> dict[str, float]:
 
 
 def checkpoint_steps(output_dir: str | Path) -> list[int]:
-    """Steps of the complete checkpoints under `output_dir/checkpoints`, oldest first.
+    """Steps of the checkpoints under `output_dir/checkpoints`, oldest first.
 
-    Only folders named by a step count are complete: a checkpoint is written as `.tmp-<step>` and
-    renamed when every file is in place.
+    Only folders named by a step count are checkpoints: one is written under a temporary name
+    (`files.temporary_name`) and renamed when every file is in place. A crash or a damaged disk may
+    still leave one unusable; `newest_usable_checkpoint` checks.
     """
     root = Path(output_dir) / constants.CHECKPOINTS_DIR
     if not root.is_dir():
@@ -460,49 +502,181 @@ def checkpoint_steps(output_dir: str | Path) -> list[int]:
     return sorted(int(path.name) for path in root.iterdir() if path.is_dir() and path.name.isdigit())
 
 
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+def save_checkpoint(
+    accelerator, output_dir: Path, step: int, state: dict, train_config: dict, keep: int
+) -> Path:
+    """Save what a resume needs into `checkpoints/<step>/` through a temporary folder; keep the newest `keep`.
 
+    Every process calls this (each saves its own random states); the main process writes the JSON
+    files, renames the folder into place and prunes.
 
-def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict, keep: int) -> Path:
-    """`accelerator.save_state` into `checkpoints/<step>/` through a temporary folder; keep the newest `keep`.
-
-    Every process calls this (each saves its RNG state); the main process renames and prunes.
+    Args:
+        accelerator: the run's `Accelerator`.
+        output_dir: the run folder.
+        step: optimizer steps taken.
+        state: the trainer state (`trainer_state.json`).
+        train_config: the `TrainConfig` as a dict, which a resume must match.
+        keep: how many checkpoints to keep.
     """
     root = output_dir / constants.CHECKPOINTS_DIR
-    tmp, final = root / f".tmp-{step}", root / str(step)
+    folder = root / str(step)
+    tmp = temporary_name(folder)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    accelerator.save_state(str(tmp))  # model.safetensors, optimizer.bin, random_states_<rank>.pkl
+    rank = accelerator.process_index
+    # accelerate's random states are a pickle it skips silently when unreadable: ours replace them.
+    (tmp / f"{RNG_STATE_NAME}_{rank}.pkl").unlink(missing_ok=True)
+    RandomStates.capture().save(tmp / random_states_name(rank))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _write_json(tmp / constants.TRAINER_STATE, state)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        atomic_write_json(tmp / constants.TRAINER_STATE, state, sort_keys=True)
+        atomic_write_json(tmp / constants.TRAIN_CONFIG, train_config, sort_keys=True)
+        if folder.exists():  # a damaged checkpoint the resume fell back from
+            shutil.rmtree(folder)
+        replace_folder(tmp, folder)
         for old in checkpoint_steps(output_dir)[:-keep]:
             shutil.rmtree(root / str(old))
-        for stale in root.glob(".tmp-*"):
+        for stale in root.glob(f".*{TEMP_SUFFIX}"):
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
-    return final
+    return folder
 
 
-def _check_resumable(cfg: TrainConfig, saved: dict) -> None:
+def _read_json(path: Path) -> dict:
+    """A JSON file's content, or `ValueError` naming the file when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ValueError(f"{str(path)!r} is missing") from err
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{str(path)!r} is not readable JSON ({err})") from err
+
+
+def _check_safetensors(path: Path) -> None:
+    """Raise `ValueError` naming `path` unless it is a complete safetensors file (its header covers it)."""
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is missing")
+    try:
+        with safe_open(str(path), framework="np") as file:
+            file.keys()
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{str(path)!r} is not a complete safetensors file ({err})") from err
+
+
+def _check_torch_archive(path: Path) -> None:
+    """Raise `ValueError` naming `path` unless it is an intact `torch.save` zip archive.
+
+    The archive's CRCs are checked; nothing is unpickled.
+    """
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is missing")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{str(path)!r} is not a complete torch archive ({err})") from err
+    if damaged is not None:
+        raise ValueError(f"{str(path)!r} is damaged (bad CRC in {damaged})")
+
+
+def checkpoint_problem(folder: Path, num_processes: int) -> str | None:
+    """Why `num_processes` processes cannot resume exactly from `folder` (naming the file), or `None`."""
+    try:
+        state = _read_json(folder / constants.TRAINER_STATE)
+        _read_json(folder / constants.TRAIN_CONFIG)
+        _check_safetensors(folder / SAFE_WEIGHTS_NAME)
+        _check_torch_archive(folder / OPTIMIZER_FILE)
+        if state.get("num_processes") != num_processes:
+            return (
+                f"{str(folder)!r} was written by {state.get('num_processes')} processes, this run has "
+                f"{num_processes}: launch as many as the run was started with"
+            )
+        for rank in range(num_processes):
+            RandomStates.load(folder / random_states_name(rank))
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def newest_usable_checkpoint(output_dir: str | Path, num_processes: int) -> Path | None:
+    """The newest checkpoint a run of `num_processes` processes can resume from; `None` when there is none.
+
+    A damaged checkpoint (a missing or truncated file) is named in a warning and the one before it is tried.
+
+    Raises:
+        ValueError: there are checkpoints but none is usable, naming the problem of each and the remedies.
+    """
+    root = Path(output_dir) / constants.CHECKPOINTS_DIR
+    problems = []
+    for step in reversed(checkpoint_steps(output_dir)):
+        problem = checkpoint_problem(root / str(step), num_processes)
+        if problem is None:
+            return root / str(step)
+        logger.warning("cannot resume from checkpoint %s: %s; trying the one before", step, problem)
+        problems.append(problem)
+    if problems:
+        raise ValueError(
+            f"no checkpoint in {str(root)!r} can be resumed from: {'; '.join(problems)}. Restore the named "
+            "files, or start the run over with --overwrite (or use another --output-dir)"
+        )
+    return None
+
+
+def load_checkpoint(accelerator, folder: Path) -> None:
+    """Load the model, optimizer and this process's random states from a checkpoint folder.
+
+    Raises:
+        ValueError: a file could not be loaded, naming the folder and the remedies.
+    """
+    try:
+        accelerator.load_state(str(folder))
+    except Exception as err:  # torch and accelerate raise many kinds on a damaged file
+        raise ValueError(
+            f"cannot load checkpoint {str(folder)!r} ({type(err).__name__}: {err}); restore it, remove it to "
+            "resume from the one before, or start the run over with --overwrite"
+        ) from err
+    RandomStates.load(folder / random_states_name(accelerator.process_index)).restore(source=str(folder))
+
+
+def _same_setting(name: str, saved: Any, current: Any) -> bool:
+    """Whether a field has the same value in a saved and a current config (paths compared resolved)."""
+    if saved == current:
+        return True
+    both_paths = name in PATH_FIELDS and saved is not None and current is not None
+    return both_paths and Path(saved).resolve() == Path(current).resolve()
+
+
+def resume_changes(
+    cfg: TrainConfig, saved: dict, allowed: frozenset[str] = RESUME_OVERRIDES
+) -> dict[str, list]:
+    """The settings of `cfg` that differ from the `saved` config of the run it resumes: `{name: [old, new]}`.
+
+    Fields in `RESUMABLE_CHANGES` are ignored; path fields are compared resolved.
+
+    Raises:
+        ValueError: a field outside `allowed` differs, naming each with both values and the remedies.
+    """
     current = cfg.to_dict()
-    differ = sorted(
-        k for k in set(current) | set(saved) if k not in RESUMABLE_CHANGES and current.get(k) != saved.get(k)
-    )
-    if differ:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)
+    changes = {
+        name: [saved.get(name), current.get(name)]
+        for name in sorted(set(current) | set(saved))
+        if name not in RESUMABLE_CHANGES and not _same_setting(name, saved.get(name), current.get(name))
+    }
+    refused = {name: values for name, values in changes.items() if name not in allowed}
+    if refused:
+        details = ", ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in refused.items())
         raise ValueError(
             f"cannot resume {cfg.output_dir!r} with a different configuration ({details}); rerun with the "
-            f"saved {constants.TRAIN_CONFIG} or use another --output-dir"
+            f"saved {constants.TRAIN_CONFIG}, start over with --overwrite, or use another --output-dir"
         )
+    if changes.get("mixed_precision", [None, None])[1] == "fp16":
+        raise ValueError(
+            "cannot switch to --mixed-precision fp16 on --resume: the checkpoint holds no grad-scaler state"
+        )
+    return changes
 
 
 # --- final model and its card -----------------------------------------------------------------------
@@ -540,27 +714,87 @@ def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
 
 def save_final(accelerator, model, cfg: TrainConfig, state: dict) -> Path:
     """Write `final/` (model, train config, trainer state, card) through a temporary folder."""
-    output_dir = Path(cfg.output_dir)
-    final = output_dir / constants.FINAL_DIR
+    final = Path(cfg.output_dir) / constants.FINAL_DIR
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        tmp = output_dir / f".tmp-{constants.FINAL_DIR}"
+        tmp = temporary_name(final)
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
-        _write_json(tmp / constants.TRAIN_CONFIG, cfg.to_dict())
-        _write_json(tmp / constants.TRAINER_STATE, state)
+        atomic_write_json(tmp / constants.TRAIN_CONFIG, cfg.to_dict(), sort_keys=True)
+        atomic_write_json(tmp / constants.TRAINER_STATE, state, sort_keys=True)
         write_model_card(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)  # there is no final/ yet: `train` refuses or returns before
     accelerator.wait_for_everyone()
     return final
 
 
-# --- the run ----------------------------------------------------------------------------------------
+# --- the run folder ---------------------------------------------------------------------------------
 
 
-def _non_finite_message(cfg: TrainConfig, step: int, values: str) -> str:
+def check_output_dir(cfg: TrainConfig) -> None:
+    """Refuse to start a run in a folder that holds one, unless `--overwrite` and it is a training run folder.
+
+    Raises:
+        ValueError: the folder holds a run's files, naming them and the flags that continue or replace it.
+    """
+    output_dir = Path(cfg.output_dir)
+    found = [name for name in RUN_ENTRIES if (output_dir / name).exists()]
+    if not found:
+        return
+    if not cfg.overwrite:
+        raise ValueError(
+            f"{str(output_dir)!r} already holds a training run ({', '.join(found)}); pass --resume to "
+            "continue it, --overwrite to start it over, or choose another --output-dir"
+        )
+    if not (output_dir / constants.TRAIN_CONFIG).is_file():
+        raise ValueError(
+            f"--overwrite: {str(output_dir)!r} holds {', '.join(found)} but no {constants.TRAIN_CONFIG}, so "
+            "it is not a training run folder; nothing was removed. Choose another --output-dir"
+        )
+
+
+def remove_run(output_dir: Path) -> None:
+    """Remove what a run wrote in `output_dir` (`RUN_ENTRIES`), nothing else."""
+    for name in RUN_ENTRIES:
+        path = output_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def finished_run(cfg: TrainConfig) -> Path | None:
+    """With `--resume`: the `final/` folder of the run when it has finished, else `None`.
+
+    Raises:
+        ValueError: the finished run had other settings (optimisation overrides included: it is over).
+    """
+    final = Path(cfg.output_dir) / constants.FINAL_DIR
+    if not (final / constants.TRAINER_STATE).is_file():
+        return None
+    resume_changes(cfg, _read_json(final / constants.TRAIN_CONFIG), allowed=frozenset())
+    logger.info("--resume: %s already holds the finished run", final)
+    return final
+
+
+def learning_rate_schedule(optimizer, cfg: TrainConfig, step: int):
+    """The warm-up + cosine schedule of `cfg`, positioned after `step` optimizer steps.
+
+    A pure function of the step, so a resumed run computes the uninterrupted run's learning rates, or
+    the new ones from its checkpoint on when `--learning-rate` or `--warmup-ratio` changed.
+    """
+    for group in optimizer.param_groups:
+        group["initial_lr"] = cfg.learning_rate
+    return get_cosine_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=round(cfg.warmup_ratio * cfg.max_steps),
+        num_training_steps=cfg.max_steps,
+        last_epoch=step - 1,
+    )
+
+
+def _non_finite_message(cfg: TrainConfig, step: int, values: str, program: str) -> str:
+    """What happened and the command that continues from the last good checkpoint with safer settings."""
     kept = checkpoint_steps(cfg.output_dir)
     if kept:
         last_good = (
@@ -568,11 +802,18 @@ def _non_finite_message(cfg: TrainConfig, step: int, values: str) -> str:
         )
     else:
         last_good = "no checkpoint was saved yet"
+    retry = dataclasses.replace(
+        cfg,
+        resume=True,
+        overwrite=False,
+        learning_rate=float(f"{cfg.learning_rate / 10:.3g}"),
+        mixed_precision="no",
+    )
     return (
-        f"non-finite training loss at step {step} ({values}); training stopped and {last_good}. Try a lower "
-        f"--learning-rate (now {cfg.learning_rate}), a longer --warmup-ratio (now {cfg.warmup_ratio}), "
-        f"--mixed-precision no (now {cfg.mixed_precision!r}), or check the dataset for NaN rewards or "
-        f"observations; then rerun with --resume to continue from the last good checkpoint."
+        f"non-finite training loss at step {step} ({values}); training stopped and {last_good}. If the "
+        "dataset holds NaN or infinite rewards or observations, fix it first. Otherwise continue with a 10x "
+        f"lower learning rate in full precision ({_flags(RESUME_OVERRIDES)} may change on --resume):\n"
+        f"    {command_line(retry, program)}"
     )
 
 
@@ -586,51 +827,56 @@ def _tracker_config(cfg: TrainConfig, config: ADConfig, context: int) -> dict[st
     return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in values.items()}
 
 
+def _resume(accelerator, cfg: TrainConfig, checkpoint: Path | None, changes: dict) -> dict[str, Any]:
+    """Load `checkpoint` (none: a fresh start) and return the trainer state the run continues from.
+
+    Args:
+        changes: the settings changed since the checkpoint (`resume_changes`), recorded in the state.
+    """
+    if checkpoint is None:
+        if cfg.resume:
+            logger.info("--resume: no checkpoint in %s, starting afresh", cfg.output_dir)
+        return {"step": 0, "wall_time_s": 0.0, "loss": math.nan, "eval": None, "resumed_with_changes": []}
+    load_checkpoint(accelerator, checkpoint)
+    state = _read_json(checkpoint / constants.TRAINER_STATE)
+    state["resumed_with_changes"] = state.get("resumed_with_changes", [])
+    if changes:
+        state["resumed_with_changes"].append({"step": state["step"], **changes})
+        logger.warning("resuming %s at step %d with changed settings %s", checkpoint, state["step"], changes)
+    logger.info("resuming from %s at step %d", checkpoint, state["step"])
+    return state
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train an AD model as `cfg` says; returns the `final/` folder.
 
     Raises:
         ValueError: bad configuration, a dataset that does not match the model config, an output folder
-            that already holds checkpoints without `resume`, or a resumed run whose config differs.
-        NonFiniteLossError: a NaN or infinite loss; the checkpoints on disk are untouched.
+            that already holds a run without `resume` or `overwrite`, a resumed run whose config differs
+            (beyond `RESUME_OVERRIDES`), or checkpoints none of which can be resumed exactly.
+        NonFiniteLossError: a NaN or infinite loss; the checkpoints on disk are untouched, and the message
+            gives the command that continues from the last good one.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from tqdm.auto import tqdm
-    from transformers import get_cosine_schedule_with_warmup
-
-    from hf_ad.data.windows import window_loader
-
     output_dir = Path(cfg.output_dir)
-    final_state = output_dir / constants.FINAL_DIR / constants.TRAINER_STATE
-    saved_config_path = output_dir / constants.TRAIN_CONFIG
-    if cfg.resume and final_state.is_file() and saved_config_path.is_file():
-        _check_resumable(cfg, json.loads(saved_config_path.read_text()))
-        if json.loads(final_state.read_text())["step"] == cfg.max_steps:
-            logger.info("--resume: %s already holds the finished run", output_dir)
-            return final_state.parent
-    checkpoints = checkpoint_steps(output_dir)
-    if checkpoints and not cfg.resume:
-        raise ValueError(
-            f"{str(output_dir)!r} already holds checkpoints {checkpoints}; pass --resume to continue that "
-            f"run or choose another --output-dir"
-        )
-    if cfg.resume and checkpoints and saved_config_path.is_file():
-        _check_resumable(cfg, json.loads(saved_config_path.read_text()))
-
+    if cfg.resume and (final := finished_run(cfg)) is not None:
+        return final
+    if not cfg.resume:
+        check_output_dir(cfg)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=cfg.mixed_precision,
         log_with=cfg.trackers() or None,
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir), logging_dir=str(output_dir / constants.LOGS_DIR)
-        ),
-        step_scheduler_with_optimizer=False,  # stepped once per optimizer step, whatever the process count
+        project_config=ProjectConfiguration(logging_dir=str(output_dir / constants.LOGS_DIR)),
     )
+    checkpoint = newest_usable_checkpoint(output_dir, accelerator.num_processes) if cfg.resume else None
+    # Refused before the heavy work: settings that differ from the checkpoint's beyond RESUME_OVERRIDES.
+    changes = resume_changes(cfg, _read_json(checkpoint / constants.TRAIN_CONFIG)) if checkpoint else {}
     set_seed(cfg.seed)  # same model init on every process
 
     model, windows = build_model_and_windows(cfg)
     model_config, context = model.config, windows.context
+    if cfg.overwrite and accelerator.is_main_process:
+        remove_run(output_dir)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=cfg.learning_rate,
@@ -638,28 +884,15 @@ def train(cfg: TrainConfig) -> Path:
         eps=cfg.adam_epsilon,
         weight_decay=cfg.weight_decay,
     )
-    scheduler = get_cosine_schedule_with_warmup(
-        optimizer, num_warmup_steps=round(cfg.warmup_ratio * cfg.max_steps), num_training_steps=cfg.max_steps
-    )
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
     set_seed(cfg.seed, device_specific=True)  # each process its own dropout and token masks
 
-    start_step, wall_time, last_loss = 0, 0.0, math.nan
-    last_eval: dict[str, float] | None = None
-    if cfg.resume and checkpoints:
-        start_step = checkpoints[-1]
-        checkpoint = output_dir / constants.CHECKPOINTS_DIR / str(start_step)
-        accelerator.load_state(str(checkpoint))
-        saved_state = json.loads((checkpoint / constants.TRAINER_STATE).read_text())
-        wall_time, last_loss, last_eval = saved_state["wall_time_s"], saved_state["loss"], saved_state["eval"]
-        # accelerate does not restore its save counter; our folders are named by step, keep it in line anyway.
-        accelerator.project_configuration.iteration = start_step // cfg.save_steps if cfg.save_steps else 0
-        logger.info("resuming from %s at step %d", checkpoint, start_step)
-    elif cfg.resume:
-        logger.info("--resume: no checkpoint in %s, starting afresh", output_dir)
+    resumed = _resume(accelerator, cfg, checkpoint, changes)
+    start_step = resumed["step"]
+    scheduler = learning_rate_schedule(optimizer, cfg, start_step)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(saved_config_path, cfg.to_dict())
+        atomic_write_json(output_dir / constants.TRAIN_CONFIG, cfg.to_dict(), sort_keys=True)
     if cfg.trackers():
         accelerator.init_trackers(
             cfg.run_name or output_dir.resolve().name, config=_tracker_config(cfg, model_config, context)
@@ -686,20 +919,21 @@ def train(cfg: TrainConfig) -> Path:
     transitions_per_step = (
         cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes * context
     )
-    step = start_step
+    step, last_loss, last_eval = start_step, resumed["loss"], resumed["eval"]
     started = time.perf_counter()
 
     def trainer_state() -> dict[str, Any]:
         return {
             "step": step,
             "max_steps": cfg.max_steps,
-            "wall_time_s": round(wall_time + time.perf_counter() - started, 3),
+            "wall_time_s": round(resumed["wall_time_s"] + time.perf_counter() - started, 3),
             "loss": last_loss,
             "num_processes": accelerator.num_processes,
             "device": accelerator.device.type,
             "transitions_seen": step * transitions_per_step,
             "context": context,
             "eval": last_eval,
+            "resumed_with_changes": resumed["resumed_with_changes"],
         }
 
     try:
@@ -709,7 +943,8 @@ def train(cfg: TrainConfig) -> Path:
                 try:
                     metrics = train_step(model, batch, optimizer, scheduler, accelerator, cfg.max_grad_norm)
                 except NonFiniteLossError as err:
-                    raise NonFiniteLossError(_non_finite_message(cfg, step + 1, str(err))) from err
+                    program = launch_program(accelerator.num_processes, accelerator.device.type)
+                    raise NonFiniteLossError(_non_finite_message(cfg, step + 1, str(err), program)) from err
                 window_losses.append(metrics["loss"])
             step += 1
             progress.update(1)
@@ -735,7 +970,9 @@ def train(cfg: TrainConfig) -> Path:
                     last_eval = {"step": step, **evaluation}
                 accelerator.wait_for_everyone()
             if cfg.save_steps and step % cfg.save_steps == 0 and step < cfg.max_steps:
-                save_checkpoint(accelerator, output_dir, step, trainer_state(), keep=cfg.save_total_limit)
+                save_checkpoint(
+                    accelerator, output_dir, step, trainer_state(), cfg.to_dict(), keep=cfg.save_total_limit
+                )
         final = save_final(accelerator, model, cfg, trainer_state())
     finally:
         progress.close()
@@ -745,10 +982,15 @@ def train(cfg: TrainConfig) -> Path:
 
 __all__ = [
     "NonFiniteLossError",
+    "RESUME_OVERRIDES",
     "TrainConfig",
     "build_model_and_windows",
     "build_model_config",
+    "checkpoint_problem",
     "checkpoint_steps",
+    "load_checkpoint",
+    "newest_usable_checkpoint",
+    "resume_changes",
     "save_checkpoint",
     "train",
     "train_step",

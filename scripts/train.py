@@ -15,10 +15,15 @@ All GPUs of a machine, in bf16:
     accelerate launch --multi_gpu scripts/train.py --dataset data/darkroom-histories \
         --output-dir runs/ad-darkroom --mixed-precision bf16
 
-Continue a run that stopped (same flags plus --resume):
+Continue a run that stopped (same flags plus --resume; on the same machine it ends with the weights of
+an uninterrupted run, or refuses naming the checkpoint file it cannot read):
 
     accelerate launch scripts/train.py --dataset data/darkroom-histories --output-dir runs/ad-darkroom \
         --resume
+
+A folder that holds a run is refused without --resume; --overwrite starts that run over. After a NaN
+loss, the error prints the command that continues from the last good checkpoint with a lower learning
+rate (--resume accepts new --learning-rate, --warmup-ratio, --max-grad-norm and --mixed-precision).
 
 `hf-ad train` takes the same flags and runs in one process. `--help` lists every flag (the model's
 fields included, e.g. `--hidden-size 128 --num-hidden-layers 2`). Each process uses all the CPU

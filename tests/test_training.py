@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,16 +58,20 @@ def dataset_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each run builds its own Accelerator; accelerate keeps process-wide singletons between them."""
+def reset_accelerate_state() -> None:
+    """Forget accelerate's process-wide singletons, as a new process would (to change mixed precision)."""
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each run builds its own Accelerator; accelerate keeps process-wide singletons between them."""
+    reset_accelerate_state()
     yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
 
 
 def tiny_config(dataset_dir: Path, output_dir: Path, **overrides) -> TrainConfig:
@@ -172,35 +180,100 @@ def test_training_sees_training_tasks_only(dataset_dir, tmp_path, monkeypatch):
     assert all(task in metadata["task_split"]["train"] for task in seen_tasks)
 
 
-def test_resumed_run_matches_the_uninterrupted_one_exactly(dataset_dir, tmp_path, monkeypatch):
-    # In-context evaluation on (eval_steps=2) must not disturb the training RNG either.
-    run = {"max_steps": 6, "save_steps": 3, "eval_steps": 2, "eval_episodes": 1}
-    straight = train(tiny_config(dataset_dir, tmp_path / "straight", **run))
-
+def interrupted_run(cfg: TrainConfig, monkeypatch, stop_at_call: int) -> None:
+    """Run `cfg` and stop it with a KeyboardInterrupt at micro-batch `stop_at_call`, as Ctrl-C would."""
     import hf_ad.training as training
 
     original_step, calls = training.train_step, []
 
     def interrupted_step(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt  # stops during step 5, after the checkpoint of step 3
+        if len(calls) == stop_at_call:
+            raise KeyboardInterrupt
         return original_step(*args, **kwargs)
 
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "train_step", interrupted_step)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+
+
+def test_resumed_run_matches_the_uninterrupted_one_exactly(dataset_dir, tmp_path, monkeypatch):
+    # In-context evaluation on (eval_steps=2) must not disturb the training RNG either.
+    run = {"max_steps": 6, "save_steps": 3, "eval_steps": 2, "eval_episodes": 1}
+    straight = train(tiny_config(dataset_dir, tmp_path / "straight", **run))
     cfg = tiny_config(dataset_dir, tmp_path / "resumed", **run)
-    monkeypatch.setattr(training, "train_step", interrupted_step)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(training, "train_step", original_step)
+    interrupted_run(cfg, monkeypatch, stop_at_call=5)  # during step 5, after the checkpoint of step 3
     assert checkpoint_steps(cfg.output_dir) == [3]
+    checkpoint = tmp_path / "resumed" / constants.CHECKPOINTS_DIR / "3"
+    assert not list(checkpoint.glob("*.pkl"))  # random states as safetensors, never a pickle
     resumed = train(dataclasses.replace(cfg, resume=True))
     assert_same_weights(weights(resumed), weights(straight))
     state = json.loads((resumed / constants.TRAINER_STATE).read_text())
-    assert state["step"] == 6
+    assert state["step"] == 6 and state["resumed_with_changes"] == []
     # Resuming a finished run returns its final model without training again.
     written = (resumed / "model.safetensors").stat().st_mtime_ns
     assert train(dataclasses.replace(cfg, resume=True)) == resumed
     assert (resumed / "model.safetensors").stat().st_mtime_ns == written
+
+
+def damage(path: Path, how: str) -> None:
+    """Remove, truncate or overwrite with garbage one file of a checkpoint."""
+    if how == "missing":
+        path.unlink()
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(b"not what was saved")
+
+
+@pytest.mark.parametrize(
+    ("file", "how", "problem"),
+    [
+        ("random_states_0.*", "missing", "is missing"),
+        ("random_states_0.*", "garbage", "is not a readable safetensors file"),
+        ("optimizer.bin", "missing", "is missing"),
+        ("optimizer.bin", "truncated", "is not a complete torch archive"),
+    ],
+)
+def test_a_checkpoint_that_cannot_resume_exactly_is_refused(
+    dataset_dir, tmp_path, monkeypatch, file, how, problem
+):
+    """Resume is exact or fails naming the file (accelerate skips bad random states with an INFO log)."""
+    cfg = tiny_config(dataset_dir, tmp_path / "run", max_steps=6, save_steps=3)
+    interrupted_run(cfg, monkeypatch, stop_at_call=5)
+    (path,) = (tmp_path / "run" / constants.CHECKPOINTS_DIR / "3").glob(file)
+    damage(path, how)
+    with pytest.raises(ValueError, match=rf"{path.name}' {problem}.*Restore the named files.*--overwrite"):
+        train(dataclasses.replace(cfg, resume=True))
+    assert not (tmp_path / "run" / constants.FINAL_DIR).exists()
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(dataset_dir, tmp_path, monkeypatch, caplog):
+    run = {"max_steps": 6, "save_steps": 2, "save_total_limit": 2}
+    straight = train(tiny_config(dataset_dir, tmp_path / "straight", **run))
+    cfg = tiny_config(dataset_dir, tmp_path / "run", **run)
+    interrupted_run(cfg, monkeypatch, stop_at_call=6)  # during step 6, after the checkpoints of steps 2 and 4
+    assert checkpoint_steps(cfg.output_dir) == [2, 4]
+    checkpoints = tmp_path / "run" / constants.CHECKPOINTS_DIR
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    damage(checkpoints / "4" / "model.safetensors", "truncated")
+    with caplog.at_level(logging.WARNING, logger="hf_ad.training"):
+        resumed = train(dataclasses.replace(cfg, resume=True))
+    assert re.search(
+        r"checkpoint 4: .*checkpoints/4/model.safetensors' is not a complete safetensors", caplog.text
+    )
+    assert_same_weights(weights(resumed), weights(straight))  # exact from step 2
+    assert checkpoint_steps(cfg.output_dir) == [2, 4]  # the damaged one was rewritten by the resumed run
+    # Nothing usable: both checkpoints are named.
+    copy = dataclasses.replace(cfg, output_dir=str(tmp_path / "copy"), resume=True)
+    (tmp_path / "copy" / constants.CHECKPOINTS_DIR / "4" / constants.TRAINER_STATE).unlink()
+    state_file = tmp_path / "copy" / constants.CHECKPOINTS_DIR / "2" / constants.TRAINER_STATE
+    state_file.write_text(json.dumps({**json.loads(state_file.read_text()), "num_processes": 2}))
+    with pytest.raises(
+        ValueError, match=r"4/trainer_state.json' is missing; .*2' was written by 2 processes"
+    ):
+        train(copy)
 
 
 def test_bf16_mixed_precision_keeps_float32_weights(dataset_dir, tmp_path):
@@ -209,28 +282,100 @@ def test_bf16_mixed_precision_keeps_float32_weights(dataset_dir, tmp_path):
     assert np.isfinite(json.loads((final / constants.TRAINER_STATE).read_text())["loss"])
 
 
+def poison(model) -> None:
+    """Make the next loss NaN, as a diverging run does (the model refuses NaN in its inputs)."""
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+
+
 def test_nan_loss_stops_with_the_last_good_checkpoint_intact(dataset_dir, tmp_path, monkeypatch):
-    original_gather, calls = HistoryWindows.gather, []
+    import hf_ad.training as training
 
-    def poisoned_gather(self, starts):
-        batch = original_gather(self, starts)
+    original_step, calls = training.train_step, []
+
+    def poisoned_step(model, *args):
         calls.append(1)
-        if len(calls) == 5:
-            batch["prev_rewards"][0, 3] = 3e38  # a reward so large the loss overflows, at step 5
-        return batch
+        if len(calls) == 5:  # step 5 diverges
+            poison(model)
+        return original_step(model, *args)
 
-    monkeypatch.setattr(HistoryWindows, "gather", poisoned_gather)
+    monkeypatch.setattr(training, "train_step", poisoned_step)
     cfg = tiny_config(dataset_dir, tmp_path / "run", max_steps=8, save_steps=2)
-    with pytest.raises(NonFiniteLossError, match=r"at step 5 .*checkpoints/4.*--learning-rate"):
+    with pytest.raises(NonFiniteLossError, match=r"at step 5 .*checkpoints/4.*NaN or infinite rewards"):
         train(cfg)
     assert checkpoint_steps(cfg.output_dir) == [2, 4]
     assert not (tmp_path / "run" / constants.FINAL_DIR).exists()
     good = weights(tmp_path / "run" / constants.CHECKPOINTS_DIR / "4")
     assert all(np.isfinite(value).all() for value in good.values())
-    # Once the data is fixed, the run resumes from step 4 and finishes.
-    monkeypatch.setattr(HistoryWindows, "gather", original_gather)
+    # Once the cause is fixed, the run resumes from step 4 and finishes.
+    monkeypatch.setattr(training, "train_step", original_step)
     final = train(dataclasses.replace(cfg, resume=True))
     assert json.loads((final / constants.TRAINER_STATE).read_text())["step"] == 8
+
+
+def test_the_command_advised_after_a_nan_loss_finishes_the_run(dataset_dir, tmp_path, monkeypatch):
+    """A loss that diverges at a high learning rate: the message's command continues with a lower one."""
+    import hf_ad.training as training
+
+    original_step = training.train_step
+
+    def diverging_step(model, batch, optimizer, *args):
+        adam_states = list(optimizer.state.values())
+        steps_taken = int(adam_states[0]["step"]) if adam_states else 0
+        if steps_taken == 4 and optimizer.param_groups[0]["lr"] > 1e-4:  # step 5, at too high a rate
+            poison(model)
+        return original_step(model, batch, optimizer, *args)
+
+    monkeypatch.setattr(training, "train_step", diverging_step)
+    cfg = tiny_config(dataset_dir, tmp_path / "run", max_steps=8, save_steps=2, mixed_precision="bf16")
+    with pytest.raises(NonFiniteLossError) as error:
+        train(cfg)
+    with pytest.raises(NonFiniteLossError):  # the same settings hit it again
+        train(dataclasses.replace(cfg, resume=True))
+    command = shlex.split(str(error.value).splitlines()[-1])
+    assert command[:3] == ["accelerate", "launch", "scripts/train.py"] and "--resume" in command
+    reset_accelerate_state()  # the command starts a new process
+    final = train(parse_dataclass(TrainConfig, command[3:], prog="test"))
+    state = json.loads((final / constants.TRAINER_STATE).read_text())
+    assert state["step"] == 8
+    changes = {"learning_rate": [3e-4, 3e-5], "mixed_precision": ["bf16", "no"]}
+    assert state["resumed_with_changes"] == [{"step": 4, **changes}]
+    assert json.loads((final / constants.TRAIN_CONFIG).read_text())["learning_rate"] == 3e-5
+
+
+def test_a_used_output_dir_is_refused_unless_overwrite(dataset_dir, tmp_path):
+    output = tmp_path / "run"
+    first = train(tiny_config(dataset_dir, output, max_steps=2, save_steps=1))
+    (output / "notes.txt").write_text("mine")
+    written = (first / "model.safetensors").read_bytes()
+    cfg = tiny_config(dataset_dir, output, max_steps=3, save_steps=0)
+    with pytest.raises(ValueError, match=r"already holds a training run .*--resume .*--overwrite"):
+        train(cfg)
+    assert (first / "model.safetensors").read_bytes() == written  # untouched
+    final = train(dataclasses.replace(cfg, overwrite=True))
+    assert json.loads((final / constants.TRAINER_STATE).read_text())["step"] == 3
+    assert not (output / constants.CHECKPOINTS_DIR).exists()  # the old run's checkpoints are gone
+    assert (output / "notes.txt").read_text() == "mine"  # unrelated files are kept
+    # A folder with run-like entries but no train_config.json is not overwritten.
+    stranger = tmp_path / "stranger"
+    (stranger / constants.CHECKPOINTS_DIR).mkdir(parents=True)
+    with pytest.raises(ValueError, match="not a training run folder; nothing was removed"):
+        train(tiny_config(dataset_dir, stranger, overwrite=True))
+    assert (stranger / constants.CHECKPOINTS_DIR).is_dir()
+    with pytest.raises(ValueError, match="not both"):
+        tiny_config(dataset_dir, output, resume=True, overwrite=True)
+
+
+def test_resume_compares_resolved_paths_and_records_them_as_typed(dataset_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    relative = tiny_config(Path(os.path.relpath(dataset_dir)), Path("run"), max_steps=6, save_steps=3)
+    interrupted_run(relative, monkeypatch, stop_at_call=5)
+    saved = json.loads((tmp_path / "run" / constants.TRAIN_CONFIG).read_text())
+    assert saved["output_dir"] == "run" and saved["dataset"] == os.path.relpath(dataset_dir)
+    absolute = tiny_config(dataset_dir, tmp_path / "run", max_steps=6, save_steps=3, resume=True)
+    final = train(absolute)
+    assert json.loads((final / constants.TRAINER_STATE).read_text())["resumed_with_changes"] == []
+    assert train(dataclasses.replace(relative, resume=True)) == Path("run") / constants.FINAL_DIR
 
 
 def test_a_dataset_that_does_not_match_the_model_is_refused(dataset_dir, tmp_path):
@@ -258,9 +403,11 @@ def test_bad_runs_are_refused_before_training(dataset_dir, tmp_path):
         tiny_config(dataset_dir, tmp_path, mixed_precision="fp8")
     cfg = tiny_config(dataset_dir, tmp_path / "c", max_steps=2, save_steps=1)
     train(cfg)
-    with pytest.raises(ValueError, match="already holds checkpoints"):
+    with pytest.raises(ValueError, match="already holds a training run"):
         train(cfg)
-    with pytest.raises(ValueError, match=r"learning_rate: 0.0003 -> 0.001"):
+    with pytest.raises(ValueError, match=r"batch_size: 4 -> 8"):
+        train(dataclasses.replace(cfg, resume=True, batch_size=8))
+    with pytest.raises(ValueError, match=r"learning_rate: 0.0003 -> 0.001"):  # the run is over
         train(dataclasses.replace(cfg, resume=True, learning_rate=1e-3))
 
 
@@ -313,6 +460,29 @@ def test_two_processes_see_different_data_and_end_with_identical_weights(dataset
     final_weights = weights(final)
     for name, value in final_weights.items():
         np.testing.assert_array_equal(value, rank0[name], err_msg=name)
+
+
+def _two_process_train(dataset_dir: str, output_dir: str, resume: bool) -> None:
+    """Runs in each of the processes `debug_launcher` forks: a 4-step run with a checkpoint at step 2."""
+    reset_accelerate_state()
+    train(tiny_config(Path(dataset_dir), Path(output_dir), max_steps=4, save_steps=2, resume=resume))
+
+
+def test_two_processes_resume_exactly(dataset_dir, tmp_path):
+    """Each rank restores its own random states (its dropout differs from the other rank's)."""
+    from accelerate import debug_launcher
+
+    output = tmp_path / "run"
+    debug_launcher(_two_process_train, args=(str(dataset_dir), str(output), False), num_processes=2)
+    straight = weights(output / constants.FINAL_DIR)
+    checkpoint = output / constants.CHECKPOINTS_DIR / "2"
+    assert sorted(path.name for path in checkpoint.glob("random_states_*")) == [
+        "random_states_0.safetensors",
+        "random_states_1.safetensors",
+    ]
+    shutil.rmtree(output / constants.FINAL_DIR)  # as if killed after the checkpoint of step 2
+    debug_launcher(_two_process_train, args=(str(dataset_dir), str(output), True), num_processes=2)
+    assert_same_weights(weights(output / constants.FINAL_DIR), straight)
 
 
 def test_sigkill_mid_run_then_resume_finishes(dataset_dir, tmp_path):
