@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
 @command("generate", "generate a learning-histories dataset (a hub dataset repo folder)")
 def generate(argv: list[str]) -> int:
-    from hf_ad.data.histories import generate_histories, parse_generate_args
+    from hf_ad.data.generate import generate_histories, parse_generate_args
 
     config, source_config = parse_generate_args(argv, prog="hf-ad generate")
     folder = generate_histories(config, source_config, progress=True)

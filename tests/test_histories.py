@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 import shutil
 
 import gymnasium as gym
@@ -13,8 +15,9 @@ import pytest
 from datasets import Features, List, Value, load_dataset
 
 from hf_ad import constants
-from hf_ad.data import histories
-from hf_ad.data.histories import GenerateConfig, generate_histories, load_histories, validate_histories
+from hf_ad.data import generate, histories
+from hf_ad.data.generate import GenerateConfig, generate_histories
+from hf_ad.data.histories import load_histories, validate_histories
 from hf_ad.sources.experts import ExpertConfig
 from hf_ad.sources.q_learning import QLearningConfig
 
@@ -117,7 +120,7 @@ def test_round_trip_three_ways(folder):
 
 def test_interrupted_generation_resumes_to_the_same_dataset(folder, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
-    real_write = histories.write_shard
+    real_write = generate.write_shard
     written = []
 
     def failing_write(path, table):
@@ -126,7 +129,7 @@ def test_interrupted_generation_resumes_to_the_same_dataset(folder, tmp_path, mo
         real_write(path, table)
         written.append(path)
 
-    monkeypatch.setattr(histories, "write_shard", failing_write)
+    monkeypatch.setattr(generate, "write_shard", failing_write)
     with pytest.raises(KeyboardInterrupt):
         _generate(out)
     partial = json.loads((out / constants.HISTORIES_METADATA).read_text())
@@ -136,7 +139,7 @@ def test_interrupted_generation_resumes_to_the_same_dataset(folder, tmp_path, mo
 
     calls = []
     monkeypatch.setattr(
-        histories, "write_shard", lambda path, table: (calls.append(path), real_write(path, table))
+        generate, "write_shard", lambda path, table: (calls.append(path), real_write(path, table))
     )
     _generate(out)
     assert len(calls) == 3  # the finished shard was skipped
@@ -205,14 +208,14 @@ def test_card_renders_with_yaml_header(folder):
     ]
     assert [f["name"] for f in data["dataset_info"]["features"]] == list(constants.HISTORY_COLUMNS)
     assert "![learning curve](learning_curve.png)" in card.text
-    assert "hf-ad generate --env hf_ad/DarkRoom-v0 --source q_learning" in card.text
+    assert "hf-ad generate --out" in card.text and "--env hf_ad/DarkRoom-v0 --source q_learning" in card.text
     assert (folder / constants.LEARNING_CURVE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_expert_histories_and_parse_defaults(tmp_path):
-    config, source = histories.parse_generate_args(["--out", str(tmp_path / "x")])
+    config, source = generate.parse_generate_args(["--out", str(tmp_path / "x")])
     assert (config.source_name, source.histories_per_task, source.keep_every) == ("q_learning", 40, 10)
-    config, source = histories.parse_generate_args(
+    config, source = generate.parse_generate_args(
         ["--out", str(tmp_path / "e"), "--source", "expert", "--episodes", "2", "--histories-per-task", "1"]
     )
     assert isinstance(source, ExpertConfig) and source.episodes == 2
@@ -220,6 +223,21 @@ def test_expert_histories_and_parse_defaults(tmp_path):
     assert metadata["source"] == "expert"
     returns = np.array(metadata["learning_curve"]["train"]["mean_return"])
     np.testing.assert_allclose(returns, metadata["splits"]["train"]["optimal_return"])
+
+
+def test_recorded_command_parses_back_to_the_same_configs(tmp_path):
+    argv = ["--out", str(tmp_path / "a b"), "--env", constants.DARK_ROOM_HARD, "--env-kwargs", '{"size": 9}']
+    config, source = generate.parse_generate_args(
+        [*argv, "--learning-rate", "0.25", "--learners-per-shard", "7"]
+    )
+    command = generate.generate_command(config, source)
+    program, flags = shlex.split(command)[:2], shlex.split(command)[2:]
+    assert program == ["hf-ad", "generate"]
+    for flag in ("--env", "--source", "--out", "--tasks", "--histories-per-task", "--episodes", "--seed"):
+        assert flag in flags
+    again, again_source = generate.parse_generate_args(flags)
+    assert again_source == source
+    assert again == dataclasses.replace(config, source="q_learning")
 
 
 def test_bad_generate_config():
