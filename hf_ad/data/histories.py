@@ -15,6 +15,7 @@ it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,8 @@ from hf_ad.sources import EpisodeBlock
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
+FINITE_COLUMNS = (constants.REWARD, constants.OBSERVATION)  # float columns that must hold finite values
+HASH_BLOCK_BYTES = 1 << 20
 
 # --- features and tables -------------------------------------------------------------------------
 
@@ -132,6 +135,33 @@ def histories_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A whole Arrow column as one numpy array, `(N, *shape)` for (nested) fixed-length lists.
+
+    Lists are flattened level by level; every row of a list column must have the same length (one
+    observation shape per dataset).
+
+    Raises:
+        ValueError: rows of a list column have different lengths.
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    num_rows = len(array)
+    shape: list[int] = []
+    while (
+        pa.types.is_list(array.type)
+        or pa.types.is_large_list(array.type)
+        or pa.types.is_fixed_size_list(array.type)
+    ):
+        outer = len(array)
+        array = array.flatten()  # respects slices, unlike `.values`
+        size = len(array) // max(outer, 1)
+        if size * outer != len(array):
+            raise ValueError(f"list column rows have different lengths ({len(array)} values in {outer} rows)")
+        shape.append(size)
+    values = array.to_numpy(zero_copy_only=False)
+    return values.reshape(num_rows, *shape)
+
+
 def write_shard(path: Path, table: pa.Table) -> None:
     """Write one parquet shard atomically (`hf_ad.files.atomic_path`)."""
     with atomic_path(path) as tmp:
@@ -142,12 +172,61 @@ def write_shard(path: Path, table: pa.Table) -> None:
 
 
 def read_metadata(folder: str | Path) -> dict:
-    path = Path(folder) / constants.HISTORIES_METADATA
-    if not path.is_file():
+    """The metadata of a complete histories folder.
+
+    Raises:
+        ValueError: the folder holds no metadata: an interrupted generation (only its staging folder
+            is there; the message gives the command that resumes it) or no histories dataset at all.
+    """
+    folder = Path(folder)
+    path = folder / constants.HISTORIES_METADATA
+    if path.is_file():
+        return read_json(path)
+    journal = folder / constants.STAGING_DIR / constants.HISTORIES_METADATA
+    if journal.is_file():
         raise ValueError(
-            f"{str(folder)!r} is not an hf_ad histories folder: it has no {constants.HISTORIES_METADATA}"
+            f"{str(folder)!r}: generation is not complete; re-run the command that started it to resume "
+            f"it: {read_json(journal)['command']}"
         )
-    return json.loads(path.read_text())
+    raise ValueError(
+        f"{str(folder)!r} is not an hf_ad histories folder: it has no {constants.HISTORIES_METADATA}"
+    )
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`, or a `ValueError` naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({error}); it was not written by hf_ad") from None
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(HASH_BLOCK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def first_non_finite(values: np.ndarray) -> int | None:
+    """Index of the first row of `values` `(N, ...)` holding a NaN or an infinity; None if none does
+    (integer and boolean arrays never do)."""
+    if values.dtype.kind != "f":
+        return None
+    bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))  # (num_bad,)
+    return int(bad[0]) if len(bad) else None
+
+
+def non_finite_problem(columns: dict[str, np.ndarray]) -> str | None:
+    """Where the first NaN/inf of `columns` (numpy, keyed by column name, with `history_id`) is."""
+    for name in FINITE_COLUMNS:
+        row = first_non_finite(columns[name])
+        if row is not None:
+            history = int(columns[constants.HISTORY_ID][row])
+            return f"column {name!r} holds a NaN or infinite value at row {row} (history {history})"
+    return None
 
 
 def _schema_mismatch(found: pa.Schema, expected: pa.Schema) -> str | None:
@@ -164,39 +243,95 @@ def _schema_mismatch(found: pa.Schema, expected: pa.Schema) -> str | None:
     return None
 
 
-def validate_histories(folder: str | Path, metadata: dict | None = None) -> dict:
+def _first_history_id(parquet: pq.ParquetFile) -> int | None:
+    if parquet.metadata.num_rows == 0:
+        return None
+    return parquet.read_row_group(0, columns=[constants.HISTORY_ID]).column(0)[0].as_py()
+
+
+def shard_problem(path: Path, entry: dict, schema: pa.Schema, verify: bool = False) -> str | None:
+    """What is wrong with one shard against its metadata entry, or None.
+
+    Always checked (cheap: the parquet footer and the first row group's ids): the file exists and
+    reads as parquet, its schema, row count, first history id and size in bytes. With `verify`, also
+    its sha256 and that its float columns hold no NaN or infinity (reads the whole file).
+    """
+    if not path.is_file():
+        return "it is missing"
+    if "sha256" not in entry or "file_size" not in entry:
+        return "the metadata records no checksum for it (written by an older hf_ad)"
+    size = path.stat().st_size
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        recorded = entry["file_size"]
+        return f"it does not read as parquet ({error}); it has {size} bytes, the metadata records {recorded}"
+    mismatch = _schema_mismatch(parquet.schema_arrow, schema)
+    if mismatch is not None:
+        return f"it does not match the dataset's schema: {mismatch}"
+    if parquet.metadata.num_rows != entry["num_rows"]:
+        return f"it has {parquet.metadata.num_rows} rows, the metadata records {entry['num_rows']}"
+    first = _first_history_id(parquet)
+    if first != entry["first_history_id"]:
+        recorded = entry["first_history_id"]
+        return f"its first history is {first}, the metadata records {recorded} (shards swapped or renamed?)"
+    if size != entry["file_size"]:
+        return f"it has {size} bytes, the metadata records {entry['file_size']}"
+    if verify and file_sha256(path) != entry["sha256"]:
+        return f"its sha256 differs from the one the metadata records ({entry['sha256']})"
+    if verify:
+        table = parquet.read(columns=[constants.HISTORY_ID, *FINITE_COLUMNS])
+        return non_finite_problem({name: column_to_numpy(table.column(name)) for name in table.column_names})
+    return None
+
+
+def validate_histories(folder: str | Path, metadata: dict | None = None, verify: bool = False) -> dict:
     """Check a histories folder against its metadata; returns the metadata.
 
+    Every load checks what is cheap to check: the shard list, and per shard its schema, row count,
+    first history id and size (`shard_problem`). `verify=True` also hashes every shard against the
+    sha256 the metadata records and scans the float columns for NaN/inf: seconds per GB, so it is
+    left to explicit checks and to re-runs of `hf-ad generate` (which repair what it finds).
+
+    Args:
+        folder: a histories folder.
+        metadata: its metadata, if already read.
+        verify: also check checksums and values (reads every byte).
+
     Raises:
-        ValueError: naming the file and the problem: generation not complete, a shard listed in
-            the metadata but absent, a parquet file in `data/` that the metadata does not list, a
-            shard whose schema or row count does not match.
+        ValueError: naming the file, the problem and the fix: generation not complete, a shard listed
+            in the metadata but missing or damaged (re-run `hf-ad generate`, which regenerates exactly
+            the damaged shards), a parquet file in `data/` that the metadata does not list.
     """
     folder = Path(folder)
     metadata = metadata if metadata is not None else read_metadata(folder)
     if not metadata.get("complete"):
         raise ValueError(
-            f"{str(folder)!r}: generation is not complete; rerun the same `hf-ad generate` to resume it"
+            f"{str(folder)!r}: generation is not complete; re-run the command that started it to resume "
+            f"it: {metadata['command']}"
         )
-    listed = {s["file"]: s for s in metadata["shards"]}
-    present = {p.relative_to(folder).as_posix() for p in (folder / constants.DATA_DIR).glob("**/*.parquet")}
-    for file in sorted(set(listed) - present):
+    for file in foreign_shards(folder, metadata):
         raise ValueError(
-            f"shard {file!r} is listed in {constants.HISTORIES_METADATA} but missing from {str(folder)!r}"
+            f"foreign shard {file!r} in {str(folder)!r}: not listed in {constants.HISTORIES_METADATA}; "
+            "remove it (it is not part of this dataset)"
         )
-    for file in sorted(present - set(listed)):
-        raise ValueError(
-            f"foreign shard {file!r} in {str(folder)!r}: not listed in {constants.HISTORIES_METADATA}"
-        )
-    expected = Features.from_dict(metadata["features"]).arrow_schema
-    for file, entry in listed.items():
-        parquet = pq.ParquetFile(folder / file)
-        mismatch = _schema_mismatch(parquet.schema_arrow, expected)
-        if mismatch is None and parquet.metadata.num_rows != entry["num_rows"]:
-            mismatch = f"{parquet.metadata.num_rows} rows, the metadata lists {entry['num_rows']}"
-        if mismatch is not None:
-            raise ValueError(f"shard {file!r} does not match the dataset's schema: {mismatch}")
+    schema = Features.from_dict(metadata["features"]).arrow_schema
+    for entry in metadata["shards"]:
+        problem = shard_problem(folder / entry["file"], entry, schema, verify=verify)
+        if problem is not None:
+            raise ValueError(
+                f"shard {entry['file']!r} of {str(folder)!r} is damaged: {problem}. Re-run the command "
+                f"that generated the dataset on this folder, which regenerates exactly the damaged shards: "
+                f"{metadata['command']}"
+            )
     return metadata
+
+
+def foreign_shards(folder: Path, metadata: dict) -> list[str]:
+    """Parquet files under `data/` that the metadata does not list, sorted."""
+    listed = {s["file"] for s in metadata["shards"]}
+    present = {p.relative_to(folder).as_posix() for p in (folder / constants.DATA_DIR).glob("**/*.parquet")}
+    return sorted(present - listed)
 
 
 def split_files(folder: str | Path, metadata: dict, split: str) -> list[str]:
@@ -206,13 +341,17 @@ def split_files(folder: str | Path, metadata: dict, split: str) -> list[str]:
     return [str(Path(folder) / s["file"]) for s in metadata["shards"] if s["split"] == split]
 
 
-def load_histories(path_or_repo_id: str | Path, split: str = "train", streaming: bool = False):
+def load_histories(
+    path_or_repo_id: str | Path, split: str = "train", streaming: bool = False, verify: bool = False
+):
     """Load a histories dataset and its metadata from a local folder or a hub dataset repo.
 
     Args:
         path_or_repo_id: a folder written by `generate_histories`, or `"org/name"` on the hub.
         split: `"train"` or `"test"` (the task split the histories were learned on).
         streaming: return a `datasets.IterableDataset` that reads the shards lazily.
+        verify: for a local folder, also check every shard's sha256 and values
+            (`validate_histories(verify=True)`); the cheap checks run on every load.
 
     Returns:
         `(dataset, metadata)`: a `datasets.Dataset` (or `IterableDataset`) with the dataset's
@@ -221,7 +360,7 @@ def load_histories(path_or_repo_id: str | Path, split: str = "train", streaming:
 
     if Path(path_or_repo_id).is_dir():
         folder = Path(path_or_repo_id)
-        metadata = validate_histories(folder)
+        metadata = validate_histories(folder, verify=verify)
         files = split_files(folder, metadata, split)
         features = Features.from_dict(metadata["features"])
         dataset = load_dataset(
