@@ -7,6 +7,7 @@ import hashlib
 import json
 import shlex
 import shutil
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -386,7 +387,6 @@ def test_load_histories_from_a_hub_repo_id(folder, tmp_path):
     """Through the real hub clients, against a local hub-compatible server (olah, offline)."""
     import subprocess
     import sys
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
     from local_hub import hub_env, serve_local_hub
@@ -408,3 +408,9 @@ def test_load_histories_from_a_hub_repo_id(folder, tmp_path):
         )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["q_learning", str(16 * 3 * 20)]
+
+
+def test_the_shipped_dataset_passes_full_verification():
+    shipped = Path(__file__).parents[1] / "pretrained" / "darkroom-histories"
+    metadata = validate_histories(shipped, verify=True)
+    assert all(len(entry["sha256"]) == 64 for entry in metadata["shards"])
