@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -140,6 +141,10 @@ def _metadata(folder) -> dict:
 
 def test_interrupted_generation_is_no_dataset_and_resumes_to_the_same_one(folder, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
+    _write_shard_calls(monkeypatch, fail_after=0)
+    with pytest.raises(KeyboardInterrupt):
+        _generate(out)
+    (out / constants.STAGING_DIR / constants.HISTORIES_METADATA).unlink()  # as if killed before the journal
     _write_shard_calls(monkeypatch, fail_after=1)
     with pytest.raises(KeyboardInterrupt):
         _generate(out)
@@ -162,6 +167,27 @@ def test_interrupted_generation_is_no_dataset_and_resumes_to_the_same_one(folder
     assert normalise(_metadata(out)) == normalise(_metadata(folder))
     _generate(out)  # complete, intact and identical configuration: nothing to do
     assert len(calls) == 3
+
+
+def test_a_stop_while_moving_into_place_resumes_there(folder, tmp_path, monkeypatch):
+    out = tmp_path / "publishing"
+    real_write_card = generate.write_card
+
+    def stopped_write_card(*args, **kwargs):
+        raise KeyboardInterrupt("simulated interruption after data/ moved into place")
+
+    monkeypatch.setattr(generate, "write_card", stopped_write_card)
+    with pytest.raises(KeyboardInterrupt):
+        _generate(out)
+    assert (out / constants.DATA_DIR).is_dir() and not (out / constants.HISTORIES_METADATA).exists()
+    with pytest.raises(ValueError, match="not complete"):
+        load_histories(out)
+    monkeypatch.setattr(generate, "write_card", real_write_card)
+    calls = _write_shard_calls(monkeypatch)
+    _generate(out)
+    assert calls == [] and not (out / constants.STAGING_DIR).exists()
+    assert _metadata(out)["shards"] == _metadata(folder)["shards"]
+    validate_histories(out, verify=True)
 
 
 def test_metadata_records_each_shards_checksum(folder):
@@ -408,6 +434,23 @@ def test_load_histories_from_a_hub_repo_id(folder, tmp_path):
         )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["q_learning", str(16 * 3 * 20)]
+
+
+def _imports(module) -> tuple[set[str], set[str]]:
+    """(modules of `from X import ...`, names of `import X`) anywhere in a module's source."""
+    nodes = list(ast.walk(ast.parse(Path(module.__file__).read_text())))
+    from_modules = {node.module for node in nodes if isinstance(node, ast.ImportFrom)}
+    plain = {alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+    return from_modules, plain
+
+
+def test_the_format_module_never_imports_generation():
+    """Layering: generate -> histories, never the reverse; no `import hf_ad` or CLI inside the package."""
+    for module in (histories, generate):
+        from_modules, plain = _imports(module)
+        assert "hf_ad" not in plain and "hf_ad.cli" not in from_modules | plain
+    assert "hf_ad.data.generate" not in _imports(histories)[0]
+    assert "hf_ad.data.histories" in _imports(generate)[0]
 
 
 def test_the_shipped_dataset_passes_full_verification():

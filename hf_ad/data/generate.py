@@ -202,12 +202,13 @@ def _existing_generation(folder: Path, identity: dict, overwrite: bool) -> dict 
     )
     path = next((p for p in paths if p.is_file()), None)
     if path is None:
-        if folder.exists() and any(folder.iterdir()):
+        if folder.exists() and any(p.name != constants.STAGING_DIR for p in folder.iterdir()):
             raise ValueError(
                 f"{str(folder)!r} is not empty and holds no {constants.HISTORIES_METADATA}, so it is no "
                 "histories dataset; hf-ad generate never writes into (or clears) such a folder, with or "
                 "without --overwrite: choose an empty or new folder"
             )
+        shutil.rmtree(folder / constants.STAGING_DIR, ignore_errors=True)  # stopped before its journal
         return None
     existing = read_json(path)
     different = sorted(k for k in identity if existing.get(k) != identity[k])
@@ -477,6 +478,7 @@ def _generate_staged(folder: Path, journal: dict | None, generation: Generation,
         if shard_problem(staging / entry["file"], entry, schema, verify=True) is None
     }
     metadata = generation.new_metadata()
+    atomic_write_json(staging / constants.HISTORIES_METADATA, metadata)  # the journal a resume reads
     with generation.progress_bar(generation.plans, progress) as bar:
         for plan in generation.plans:
             if plan.file in staged:
@@ -484,7 +486,7 @@ def _generate_staged(folder: Path, journal: dict | None, generation: Generation,
                 bar.update(generation.transitions([plan]))
                 continue
             metadata["shards"].append(generation.write_shard(staging / plan.file, plan, bar))
-            atomic_write_json(staging / constants.HISTORIES_METADATA, metadata)  # the journal a resume reads
+            atomic_write_json(staging / constants.HISTORIES_METADATA, metadata)
     generation.complete(metadata)
     _publish_staged(folder, metadata, generation.features)
 
