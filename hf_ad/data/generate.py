@@ -1,9 +1,12 @@
 """Generating learning-history datasets: run source learners in shards, resume, record the command.
 
 One shard holds the whole histories of one batch of learners, and is a pure function of the
-configuration and its index (its learners' seed comes from `(seed, split, index)`), so an
-interrupted generation resumes by skipping the shards the metadata lists as done. The dataset format
-itself (features, tables, validation, reading) lives in `hf_ad.data.histories`.
+configuration and its index (its learners' seed comes from `(seed, split, index)`). Shards are
+written under the hidden staging folder (`constants.STAGING_DIR`) with a journal of the finished
+ones and move into `data/` in one rename once all are written, so an unfinished folder never reads
+as a dataset; a re-run resumes from the staged shards, and on a complete dataset regenerates exactly
+the shards that fail their checksum. The dataset format itself (features, tables, validation,
+reading) lives in `hf_ad.data.histories`, which never imports this module.
 """
 
 from __future__ import annotations
@@ -232,7 +235,7 @@ def _clear_dataset_files(folder: Path) -> None:
     """
     data = folder / constants.DATA_DIR
     if data.is_dir():
-        others = sorted(p.name for p in data.iterdir() if p.suffix != ".parquet")
+        others = sorted(p.name for p in data.iterdir() if p.suffix not in (".parquet", TEMP_SUFFIX))
         if others:
             raise ValueError(
                 f"{str(data)!r} holds files hf_ad does not write ({others[:5]}); move them away first"
