@@ -18,7 +18,8 @@ from transformers import HfArgumentParser
 
 from hf_ad import cards, constants, hub
 from hf_ad.configuration_ad import ADConfig
-from hf_ad.data.histories import generate_histories, parse_generate_args, validate_histories
+from hf_ad.data.generate import generate_histories, parse_generate_args
+from hf_ad.data.histories import validate_histories
 from hf_ad.demo import DemoConfig, run_demo
 from hf_ad.evaluation import EvaluateConfig, evaluate, summary_lines
 from hf_ad.training import TrainConfig, run_command, train

@@ -30,6 +30,7 @@ DATASET_CARD = "README.md"
 MODEL_CARD = "README.md"
 DATA_DIR = "data"
 HISTORIES_METADATA = "hf_ad_histories.json"
+STAGING_DIR = ".hf_ad_staging"  # an unfinished generation; hidden, so `datasets` never reads it
 LEARNING_CURVE_PNG = "learning_curve.png"
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "model.safetensors"

@@ -224,7 +224,7 @@ def resolve_source(config: EvaluateConfig, env_id: str) -> tuple[str, dict] | No
         return config.source, options
     if recorded is not None:
         return recorded
-    from hf_ad.data.histories import DEFAULTS
+    from hf_ad.data.generate import DEFAULTS
 
     return (DEFAULTS[env_id].source if env_id in DEFAULTS else FALLBACK_SOURCE), {}
 

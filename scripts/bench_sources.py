@@ -186,7 +186,7 @@ def bench_parquet(folder: Path) -> list[str]:
 
 
 def bench_default_dataset(folder: Path) -> list[str]:
-    from hf_ad.data.histories import DEFAULTS, GenerateConfig, generate_histories
+    from hf_ad.data.generate import DEFAULTS, GenerateConfig, generate_histories
 
     out = folder / "darkroom"
     start = time.perf_counter()

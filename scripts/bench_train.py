@@ -35,7 +35,8 @@ from torch.nn import functional as F
 
 from hf_ad import constants
 from hf_ad.configuration_ad import ADConfig
-from hf_ad.data.histories import GenerateConfig, generate_histories, load_histories
+from hf_ad.data.generate import GenerateConfig, generate_histories
+from hf_ad.data.histories import load_histories
 from hf_ad.data.windows import HistoryWindows, dataset_columns
 from hf_ad.modeling_ad import decoder_config
 from hf_ad.sources import SOURCES

@@ -174,3 +174,15 @@ def test_learns_dark_room_to_near_optimal():
     oracle = np.array([optimal_return(DARK_ROOM, task) for task in tasks])
     assert returns[:10].mean() < 0.1 * oracle.mean()
     assert returns[-50:].mean() >= 0.9 * oracle.mean()
+
+
+def test_imports_no_other_source():
+    """Sources share helpers through `hf_ad.sources.base` only: one learner never imports another."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(ac.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    sources = {name for name in imported if name and name.startswith("hf_ad.sources.")}
+    assert sources == {"hf_ad.sources.base"}
+    assert ac.reward_memory_for(DARK_KEY_TO_DOOR) == 2 and ac.reward_memory_for(DARK_ROOM) == 0

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import hashlib
 import json
+import shlex
 import shutil
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -12,9 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Features, List, Value, load_dataset
 
-from hf_ad import constants
-from hf_ad.data import histories
-from hf_ad.data.histories import GenerateConfig, generate_histories, load_histories, validate_histories
+from hf_ad import cli, constants
+from hf_ad.data import generate, histories
+from hf_ad.data.generate import GenerateConfig, generate_histories
+from hf_ad.data.histories import load_histories, validate_histories
 from hf_ad.sources.experts import ExpertConfig
 from hf_ad.sources.q_learning import QLearningConfig
 
@@ -115,51 +121,210 @@ def test_round_trip_three_ways(folder):
     assert {tuple(t) for t in expected[constants.TASK]} == {tuple(t) for t in metadata["task_split"]["test"]}
 
 
-def test_interrupted_generation_resumes_to_the_same_dataset(folder, tmp_path, monkeypatch):
-    out = tmp_path / "resumed"
-    real_write = histories.write_shard
-    written = []
+def _write_shard_calls(monkeypatch, fail_after: int | None = None) -> list:
+    """Record the shards generation writes; with `fail_after`, stop it like Ctrl-C after that many."""
+    real_write, written = histories.write_shard, []
 
-    def failing_write(path, table):
-        if len(written) == 1:
-            raise KeyboardInterrupt("simulated interruption after the first shard")
+    def counting_write(path, table):
+        if fail_after is not None and len(written) == fail_after:
+            raise KeyboardInterrupt(f"simulated interruption after {fail_after} shards")
         real_write(path, table)
-        written.append(path)
+        written.append(path.relative_to(path.parents[1]).as_posix())
 
-    monkeypatch.setattr(histories, "write_shard", failing_write)
+    monkeypatch.setattr(generate, "write_shard", counting_write)
+    return written
+
+
+def _metadata(folder) -> dict:
+    return json.loads((folder / constants.HISTORIES_METADATA).read_text())
+
+
+def test_interrupted_generation_is_no_dataset_and_resumes_to_the_same_one(folder, tmp_path, monkeypatch):
+    out = tmp_path / "resumed"
+    _write_shard_calls(monkeypatch, fail_after=0)
     with pytest.raises(KeyboardInterrupt):
         _generate(out)
-    partial = json.loads((out / constants.HISTORIES_METADATA).read_text())
-    assert not partial["complete"] and len(partial["shards"]) == 1
-    with pytest.raises(ValueError, match="not complete"):
+    (out / constants.STAGING_DIR / constants.HISTORIES_METADATA).unlink()  # as if killed before the journal
+    _write_shard_calls(monkeypatch, fail_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        _generate(out)
+    # Only the hidden staging folder exists: neither `datasets` nor hf_ad reads it as a dataset.
+    assert [p.name for p in out.iterdir()] == [constants.STAGING_DIR]
+    journal = json.loads((out / constants.STAGING_DIR / constants.HISTORIES_METADATA).read_text())
+    assert not journal["complete"] and len(journal["shards"]) == 1
+    with pytest.raises(FileNotFoundError, match="doesn't contain any data files"):
+        load_dataset(str(out))
+    with pytest.raises(ValueError, match=r"not complete; re-run .*: hf-ad generate --out"):
         load_histories(out)
 
-    calls = []
-    monkeypatch.setattr(
-        histories, "write_shard", lambda path, table: (calls.append(path), real_write(path, table))
-    )
+    calls = _write_shard_calls(monkeypatch)
     _generate(out)
-    assert len(calls) == 3  # the finished shard was skipped
-    for entry in json.loads((folder / constants.HISTORIES_METADATA).read_text())["shards"]:
-        assert pq.read_table(out / entry["file"]).equals(pq.read_table(folder / entry["file"]))
+    assert calls == [s["file"] for s in _metadata(folder)["shards"]][1:]  # the staged shard was kept
+    assert not (out / constants.STAGING_DIR).exists()
+    for entry in _metadata(folder)["shards"]:
+        assert (out / entry["file"]).read_bytes() == (folder / entry["file"]).read_bytes()
     normalise = lambda m: {k: v for k, v in m.items() if k != "command"}  # noqa: E731 (--out differs)
-    assert normalise(json.loads((out / constants.HISTORIES_METADATA).read_text())) == normalise(
-        json.loads((folder / constants.HISTORIES_METADATA).read_text())
-    )
-    _generate(out)  # complete and identical configuration: nothing to do
+    assert normalise(_metadata(out)) == normalise(_metadata(folder))
+    _generate(out)  # complete, intact and identical configuration: nothing to do
     assert len(calls) == 3
 
 
-def test_other_configuration_is_refused(folder, tmp_path):
-    out = tmp_path / "copy"
-    shutil.copytree(folder, out)
+def test_a_stop_while_moving_into_place_resumes_there(folder, tmp_path, monkeypatch):
+    out = tmp_path / "publishing"
+    real_write_card = generate.write_card
+
+    def stopped_write_card(*args, **kwargs):
+        raise KeyboardInterrupt("simulated interruption after data/ moved into place")
+
+    monkeypatch.setattr(generate, "write_card", stopped_write_card)
+    with pytest.raises(KeyboardInterrupt):
+        _generate(out)
+    assert (out / constants.DATA_DIR).is_dir() and not (out / constants.HISTORIES_METADATA).exists()
+    with pytest.raises(ValueError, match="not complete"):
+        load_histories(out)
+    monkeypatch.setattr(generate, "write_card", real_write_card)
+    calls = _write_shard_calls(monkeypatch)
+    _generate(out)
+    assert calls == [] and not (out / constants.STAGING_DIR).exists()
+    assert _metadata(out)["shards"] == _metadata(folder)["shards"]
+    validate_histories(out, verify=True)
+
+
+def test_metadata_records_each_shards_checksum(folder):
+    for entry in _metadata(folder)["shards"]:
+        path = folder / entry["file"]
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert entry["file_size"] == path.stat().st_size
+        assert pq.read_table(path)[constants.HISTORY_ID][0].as_py() == entry["first_history_id"]
+    validate_histories(folder, verify=True)
+
+
+def _rerun_recorded_command(folder, out) -> int:
+    """`hf-ad generate` with the command recorded in `folder`'s metadata, pointed at `out`."""
+    argv = shlex.split(_metadata(folder)["command"])[2:]
+    argv[argv.index("--out") + 1] = str(out)
+    return cli.main(["generate", *argv])
+
+
+def test_truncated_shard_is_named_and_exactly_it_is_regenerated(folder, copy, monkeypatch):
+    damaged = "data/train-00001-of-00003.parquet"
+    original = (folder / damaged).read_bytes()
+    (copy / damaged).write_bytes(original[: len(original) // 2])
+    with pytest.raises(ValueError, match=r"train-00001-of-00003\.parquet.*damaged.*Re-run .*hf-ad generate"):
+        load_histories(copy)
+    calls = _write_shard_calls(monkeypatch)
+    assert _rerun_recorded_command(folder, copy) == 0
+    assert calls == [damaged]
+    assert (copy / damaged).read_bytes() == original
+    load_histories(copy, verify=True)
+
+
+def test_swapped_shards_are_named_and_both_regenerated(folder, copy, monkeypatch):
+    first, second = copy / "data/train-00000-of-00003.parquet", copy / "data/train-00001-of-00003.parquet"
+    first_bytes, second_bytes = first.read_bytes(), second.read_bytes()
+    first.write_bytes(second_bytes)
+    second.write_bytes(first_bytes)
+    with pytest.raises(ValueError, match=r"train-00000-of-00003\.parquet.*first history is 24, .* records 0"):
+        load_histories(copy)
+    calls = _write_shard_calls(monkeypatch)
+    _generate(copy)
+    assert sorted(calls) == ["data/train-00000-of-00003.parquet", "data/train-00001-of-00003.parquet"]
+    assert (first.read_bytes(), second.read_bytes()) == (first_bytes, second_bytes)
+
+
+def test_same_size_corruption_is_found_by_verify_and_by_a_rerun(folder, copy, monkeypatch):
+    path = copy / "data/test-00000-of-00001.parquet"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"test-00000-of-00001\.parquet.*sha256 differs"):
+        validate_histories(copy, verify=True)
+    calls = _write_shard_calls(monkeypatch)
+    _generate(copy)
+    assert calls == ["data/test-00000-of-00001.parquet"]
+    validate_histories(copy, verify=True)
+
+
+def test_a_rerun_that_does_not_reproduce_the_recorded_bytes_says_so(copy):
+    metadata = _metadata(copy)
+    metadata["shards"][0]["sha256"] = "0" * 64
+    (copy / constants.HISTORIES_METADATA).write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match=r"train-00000-of-00003\.parquet.*differs from the one recorded"):
+        _generate(copy)
+
+
+def test_shards_without_checksums_are_regenerated_and_gain_them(folder, copy, monkeypatch):
+    """Datasets written before checksums existed: refused on load, upgraded by a re-run."""
+    metadata = _metadata(copy)
+    for entry in metadata["shards"]:
+        del entry["sha256"], entry["file_size"]
+    (copy / constants.HISTORIES_METADATA).write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="records no checksum"):
+        load_histories(copy)
+    calls = _write_shard_calls(monkeypatch)
+    _generate(copy)
+    assert len(calls) == 4
+    assert _metadata(copy)["shards"] == _metadata(folder)["shards"]
+
+
+def test_nan_written_into_a_shard_is_named_by_verify(copy):
+    file = "data/train-00002-of-00003.parquet"
+    table = pq.read_table(copy / file)
+    rewards = table[constants.REWARD].to_numpy().copy()
+    rewards[30] = np.nan
+    index = table.schema.get_field_index(constants.REWARD)
+    table = table.set_column(index, table.schema.field(index), pa.array(rewards, pa.float32()))
+    pq.write_table(table, copy / file, compression="zstd")
+    metadata = _metadata(copy)  # as if a tool had re-recorded the checksums: only the values tell
+    (entry,) = [e for e in metadata["shards"] if e["file"] == file]
+    entry.update(file_size=(copy / file).stat().st_size, sha256=histories.file_sha256(copy / file))
+    (copy / constants.HISTORIES_METADATA).write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match=r"train-00002-of-00003\.parquet.*'reward' holds a NaN .*history 48"):
+        load_histories(copy, verify=True)
+
+
+def test_a_source_producing_nan_writes_nothing(tmp_path, monkeypatch):
+    learn, config_cls = generate.SOURCES["q_learning"]
+
+    def nan_learn(env_id, tasks, config, env_kwargs=None):
+        for block in learn(env_id, tasks, config, env_kwargs):
+            if block.episode == 2:
+                block.rewards[5, 3] = np.inf
+            yield block
+
+    monkeypatch.setattr(generate, "SOURCES", {"q_learning": (nan_learn, config_cls)})
+    with pytest.raises(
+        ValueError, match=r"'q_learning' produced a NaN or infinite reward in episode 2 of history 5"
+    ):
+        _generate(tmp_path / "nan")
+    assert not list((tmp_path / "nan").rglob("*.parquet"))
+
+
+def test_other_configuration_is_refused(copy):
     with pytest.raises(ValueError, match="learning_rate"):
-        _generate(out, learning_rate=0.25)
-    stranger = tmp_path / "stranger"
-    stranger.mkdir()
-    (stranger / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not empty"):
-        _generate(stranger)
+        _generate(copy, learning_rate=0.25)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_that_is_no_dataset_is_never_written_into(tmp_path, overwrite):
+    """E.g. a model's `final/` passed as --out: refused with or without --overwrite, left untouched."""
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / constants.MODEL_CARD).write_text("my model card")
+    (final / "config.json").write_text("{}")
+    config = GenerateConfig(out=str(final), tasks="test", learners_per_shard=SHARD, overwrite=overwrite)
+    with pytest.raises(ValueError, match="not empty.*no histories dataset.*with or without --overwrite"):
+        generate_histories(config, QLearningConfig(episodes=2), progress=False)
+    assert sorted(p.name for p in final.iterdir()) == ["README.md", "config.json"]
+    assert (final / constants.MODEL_CARD).read_text() == "my model card"
+
+
+def test_overwrite_replaces_a_dataset_of_another_configuration(copy):
+    config = GenerateConfig(out=str(copy), tasks="test", learners_per_shard=SHARD, overwrite=True)
+    generate_histories(config, QLearningConfig(episodes=2, learning_rate=0.25), progress=False)
+    metadata = validate_histories(copy, verify=True)
+    assert metadata["generator_config"]["learning_rate"] == 0.25
+    assert [s["file"] for s in metadata["shards"]] == ["data/test-00000-of-00001.parquet"]
 
 
 @pytest.fixture
@@ -205,14 +370,14 @@ def test_card_renders_with_yaml_header(folder):
     ]
     assert [f["name"] for f in data["dataset_info"]["features"]] == list(constants.HISTORY_COLUMNS)
     assert "![learning curve](learning_curve.png)" in card.text
-    assert "hf-ad generate --env hf_ad/DarkRoom-v0 --source q_learning" in card.text
+    assert "hf-ad generate --out" in card.text and "--env hf_ad/DarkRoom-v0 --source q_learning" in card.text
     assert (folder / constants.LEARNING_CURVE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_expert_histories_and_parse_defaults(tmp_path):
-    config, source = histories.parse_generate_args(["--out", str(tmp_path / "x")])
+    config, source = generate.parse_generate_args(["--out", str(tmp_path / "x")])
     assert (config.source_name, source.histories_per_task, source.keep_every) == ("q_learning", 40, 10)
-    config, source = histories.parse_generate_args(
+    config, source = generate.parse_generate_args(
         ["--out", str(tmp_path / "e"), "--source", "expert", "--episodes", "2", "--histories-per-task", "1"]
     )
     assert isinstance(source, ExpertConfig) and source.episodes == 2
@@ -220,6 +385,21 @@ def test_expert_histories_and_parse_defaults(tmp_path):
     assert metadata["source"] == "expert"
     returns = np.array(metadata["learning_curve"]["train"]["mean_return"])
     np.testing.assert_allclose(returns, metadata["splits"]["train"]["optimal_return"])
+
+
+def test_recorded_command_parses_back_to_the_same_configs(tmp_path):
+    argv = ["--out", str(tmp_path / "a b"), "--env", constants.DARK_ROOM_HARD, "--env-kwargs", '{"size": 9}']
+    config, source = generate.parse_generate_args(
+        [*argv, "--learning-rate", "0.25", "--learners-per-shard", "7"]
+    )
+    command = generate.generate_command(config, source)
+    program, flags = shlex.split(command)[:2], shlex.split(command)[2:]
+    assert program == ["hf-ad", "generate"]
+    for flag in ("--env", "--source", "--out", "--tasks", "--histories-per-task", "--episodes", "--seed"):
+        assert flag in flags
+    again, again_source = generate.parse_generate_args(flags)
+    assert again_source == source
+    assert again == dataclasses.replace(config, source="q_learning")
 
 
 def test_bad_generate_config():
@@ -233,7 +413,6 @@ def test_load_histories_from_a_hub_repo_id(folder, tmp_path):
     """Through the real hub clients, against a local hub-compatible server (olah, offline)."""
     import subprocess
     import sys
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
     from local_hub import hub_env, serve_local_hub
@@ -255,3 +434,26 @@ def test_load_histories_from_a_hub_repo_id(folder, tmp_path):
         )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["q_learning", str(16 * 3 * 20)]
+
+
+def _imports(module) -> tuple[set[str], set[str]]:
+    """(modules of `from X import ...`, names of `import X`) anywhere in a module's source."""
+    nodes = list(ast.walk(ast.parse(Path(module.__file__).read_text())))
+    from_modules = {node.module for node in nodes if isinstance(node, ast.ImportFrom)}
+    plain = {alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+    return from_modules, plain
+
+
+def test_the_format_module_never_imports_generation():
+    """Layering: generate -> histories, never the reverse; no `import hf_ad` or CLI inside the package."""
+    for module in (histories, generate):
+        from_modules, plain = _imports(module)
+        assert "hf_ad" not in plain and "hf_ad.cli" not in from_modules | plain
+    assert "hf_ad.data.generate" not in _imports(histories)[0]
+    assert "hf_ad.data.histories" in _imports(generate)[0]
+
+
+def test_the_shipped_dataset_passes_full_verification():
+    shipped = Path(__file__).parents[1] / "pretrained" / "darkroom-histories"
+    metadata = validate_histories(shipped, verify=True)
+    assert all(len(entry["sha256"]) == 64 for entry in metadata["shards"])

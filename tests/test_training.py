@@ -25,7 +25,8 @@ import hf_ad
 from hf_ad import constants
 from hf_ad.cli import parse_dataclass
 from hf_ad.configuration_ad import ADConfig
-from hf_ad.data.histories import GenerateConfig, generate_histories, load_histories
+from hf_ad.data.generate import GenerateConfig, generate_histories
+from hf_ad.data.histories import load_histories
 from hf_ad.data.windows import HistoryWindows
 from hf_ad.sources import SOURCES
 from hf_ad.training import (

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from hf_ad import constants
+from hf_ad.data.histories import column_to_numpy
 from hf_ad.data.windows import (
     IGNORE_INDEX,
     HistoryWindows,
     RandomWindowBatches,
-    column_to_numpy,
     dataset_columns,
     window_loader,
 )
@@ -196,6 +196,24 @@ def test_malformed_histories_are_refused():
     bad_action[constants.ACTION][7] = NUM_ACTIONS
     with pytest.raises(ValueError, match="num_actions=5"):
         HistoryWindows(bad_action, context=6, num_actions=NUM_ACTIONS)
+
+
+def test_non_finite_rewards_and_observations_are_named():
+    """A NaN or infinity never reaches the model (it would make the logits NaN); the history is named."""
+    columns = synthetic_columns()
+    columns[constants.REWARD][30] = np.nan
+    history = columns[constants.HISTORY_ID][30]
+    with pytest.raises(
+        ValueError, match=rf"'reward' holds a NaN .* row 30 \(history {history}\).*hf-ad generate"
+    ):
+        HistoryWindows(columns, context=6, num_actions=NUM_ACTIONS)
+    columns = synthetic_columns()
+    columns[constants.OBSERVATION] = columns[constants.OBSERVATION].astype(np.float32)
+    columns[constants.OBSERVATION][11, 1] = -np.inf
+    with pytest.raises(ValueError, match=r"'observation' holds a NaN or infinite value at row 11"):
+        HistoryWindows(columns, context=6, num_actions=NUM_ACTIONS)
+    columns[constants.OBSERVATION][11, 1] = 0.0
+    HistoryWindows(columns, context=6, num_actions=NUM_ACTIONS)  # float observations are fine when finite
 
 
 def test_bad_arguments_are_refused():

@@ -39,10 +39,10 @@ from itertools import count
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from hf_ad import constants
+from hf_ad.data.histories import column_to_numpy, non_finite_problem
 
 IGNORE_INDEX = -100  # label value ignored by the loss (torch cross-entropy's default)
 WINDOW_COLUMNS = (
@@ -52,33 +52,6 @@ WINDOW_COLUMNS = (
     constants.ACTION,
     constants.REWARD,
 )
-
-
-def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A whole Arrow column as one numpy array, `(N, *shape)` for (nested) fixed-length lists.
-
-    Lists are flattened level by level; every row of a list column must have the same length (one
-    observation shape per dataset).
-
-    Raises:
-        ValueError: rows of a list column have different lengths.
-    """
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    num_rows = len(array)
-    shape: list[int] = []
-    while (
-        pa.types.is_list(array.type)
-        or pa.types.is_large_list(array.type)
-        or pa.types.is_fixed_size_list(array.type)
-    ):
-        outer = len(array)
-        array = array.flatten()  # respects slices, unlike `.values`
-        size = len(array) // max(outer, 1)
-        if size * outer != len(array):
-            raise ValueError(f"list column rows have different lengths ({len(array)} values in {outer} rows)")
-        shape.append(size)
-    values = array.to_numpy(zero_copy_only=False)
-    return values.reshape(num_rows, *shape)
 
 
 def dataset_columns(dataset, columns: Sequence[str] = WINDOW_COLUMNS) -> dict[str, np.ndarray]:
@@ -92,6 +65,21 @@ def dataset_columns(dataset, columns: Sequence[str] = WINDOW_COLUMNS) -> dict[st
         raise ValueError(f"dataset lacks the columns {missing}; it has {dataset.column_names}")
     table = dataset.with_format("arrow")[:]
     return {name: column_to_numpy(table.column(name)) for name in columns}
+
+
+def _refuse_non_finite(history_id: np.ndarray, rewards: np.ndarray, observations: np.ndarray) -> None:
+    """Raise before a NaN or infinite reward or observation can reach the model as NaN logits."""
+    columns = {
+        constants.HISTORY_ID: history_id,
+        constants.REWARD: rewards,
+        constants.OBSERVATION: observations,
+    }
+    problem = non_finite_problem(columns)
+    if problem is not None:
+        raise ValueError(
+            f"the histories are damaged: {problem}; check the dataset with "
+            "`hf_ad.data.validate_histories(folder, verify=True)` and regenerate it with `hf-ad generate`"
+        )
 
 
 class HistoryWindows:
@@ -110,8 +98,8 @@ class HistoryWindows:
 
     Raises:
         ValueError: a history is split into several runs of rows, no history matches `tasks`, a kept
-            history is shorter than `context`, an action is outside `[0, num_actions)`, or an argument is
-            out of range.
+            history is shorter than `context`, an action is outside `[0, num_actions)`, a reward or a
+            float observation is NaN or infinite, or an argument is out of range.
     """
 
     def __init__(
@@ -145,6 +133,7 @@ class HistoryWindows:
         elif observations.dtype.kind in "iub":
             observations = observations.astype(np.int64, copy=False)
         rewards = np.asarray(columns[constants.REWARD], dtype=np.float32)
+        _refuse_non_finite(history_id, rewards, observations)
         task = np.asarray(columns[constants.TASK])
         task = task.reshape(len(task), -1)  # (N, K)
 
@@ -329,7 +318,6 @@ __all__ = [
     "IGNORE_INDEX",
     "HistoryWindows",
     "RandomWindowBatches",
-    "column_to_numpy",
     "dataset_columns",
     "window_loader",
 ]

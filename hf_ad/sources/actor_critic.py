@@ -23,8 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step
-from hf_ad.sources.q_learning import REWARD_MEMORY
+from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step, reward_memory_for
 
 # Observation spaces with at most this many states act from a per-episode table of all states.
 MAX_TABLE_STATES = 4096
@@ -229,7 +228,7 @@ def learn(
     """Run one independent A2C learner per task in lock-step; yield every episode's transitions.
 
     In envs whose rewards are one-offs (Dark Room Hard, Key-to-Door) the network also sees how many
-    rewards the learner has collected this episode (`hf_ad.sources.q_learning.REWARD_MEMORY`): the
+    rewards the learner has collected this episode (`hf_ad.sources.base.REWARD_MEMORY`): the
     observation alone does not say whether the key is held, and the learner counts its own rewards.
 
     Args:
@@ -247,7 +246,7 @@ def learn(
         raise ValueError("tasks must hold at least one task")
     env = make_vector_env(env_id, tasks, **(env_kwargs or {}))
     try:
-        yield from run_learners(env, config, reward_memory=REWARD_MEMORY.get(env_id, 0))
+        yield from run_learners(env, config, reward_memory=reward_memory_for(env_id))
     finally:
         env.close()
 

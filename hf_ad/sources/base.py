@@ -8,7 +8,7 @@ that runs one independent learner per entry of `tasks` (a list of task tuples, r
 two entries with the same task are two independent learning histories), all in lock-step on one
 batched env, and yields the transitions of episode 0, 1, 2, ... in order, one `EpisodeBlock` per
 episode, until `config.episodes` episodes have been played. Learners never subsample and never
-write: `keep_every` is applied by the data layer (`hf_ad.data.histories`), which also decides how
+write: `keep_every` is applied by the data layer (`hf_ad.data.generate`), which also decides how
 many learners run in one batch and which seed each batch gets.
 
 Sources are registered by name in `hf_ad.sources.SOURCES`.
@@ -21,6 +21,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from hf_ad import constants
+
+# Envs whose rewards are one-offs, so a learner's state needs the number of rewards it collected this
+# episode (capped) on top of the observation: the most rewards one episode can pay. In Dark
+# Key-to-Door the first reward is the key, so "one reward collected" is "holds the key"; in Dark
+# Room Hard "one" is "goal already paid". Shared by the tabular and the neural learners.
+REWARD_MEMORY = {constants.DARK_ROOM_HARD: 1, constants.DARK_KEY_TO_DOOR: 2}
+
+
+def reward_memory_for(env_id: str) -> int:
+    """How many collected rewards a learner on `env_id` counts into its state (0: none needed)."""
+    return REWARD_MEMORY.get(env_id, 0)
 
 
 @dataclass

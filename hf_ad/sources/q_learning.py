@@ -6,11 +6,11 @@ transition is a few nanoseconds once N is in the hundreds.
 
 State: the observation's cell index (a Discrete observation, or a MultiDiscrete one flattened),
 plus, in envs whose rewards are one-offs, how many rewards the learner has collected so far in the
-episode (capped at `REWARD_MEMORY[env_id]`). The observation alone is not Markov there: in Dark
-Key-to-Door the first reward is the key, so "one reward collected" is exactly "holds the key" (which
-the observation does not show), and "two" is "door opened, nothing left to earn"; in Dark Room Hard
-"one" is "goal already paid". The learner counts its own rewards, so it needs no privileged
-information from the env.
+episode (capped at `hf_ad.sources.base.REWARD_MEMORY[env_id]`). The observation alone is not Markov
+there: in Dark Key-to-Door the first reward is the key, so "one reward collected" is exactly "holds
+the key" (which the observation does not show), and "two" is "door opened, nothing left to earn"; in
+Dark Room Hard "one" is "goal already paid". The learner counts its own rewards, so it needs no
+privileged information from the env.
 
 Exploration: epsilon-greedy with epsilon decaying per episode, plus optimistic initial values (the
 tables start at `init_q` + a tiny per-learner noise, which also breaks ties between untried actions
@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-from hf_ad import constants
 from hf_ad.envs import make_vector_env
-from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step, final_observations
-
-# Envs whose state needs the number of rewards collected this episode (capped) on top of the
-# observation: the most rewards one episode can pay.
-REWARD_MEMORY = {constants.DARK_ROOM_HARD: 1, constants.DARK_KEY_TO_DOOR: 2}
+from hf_ad.sources.base import (
+    EpisodeBlock,
+    SourceConfig,
+    check_lock_step,
+    final_observations,
+    reward_memory_for,
+)
 
 
 @dataclass
@@ -91,7 +92,7 @@ def learn(
     num_learners = len(tasks)
     num_actions = int(env.single_action_space.n)
     num_cells, encode = state_encoder(env.single_observation_space)
-    memory = REWARD_MEMORY.get(env_id, 0)
+    memory = reward_memory_for(env_id)
     num_states = num_cells * (memory + 1)
 
     rng = np.random.default_rng(config.seed)
