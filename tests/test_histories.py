@@ -170,19 +170,19 @@ def test_interrupted_generation_is_no_dataset_and_resumes_to_the_same_one(folder
 
 
 def test_a_stop_while_moving_into_place_resumes_there(folder, tmp_path, monkeypatch):
-    out = tmp_path / "publishing"
-    real_write_card = generate.write_card
+    out = tmp_path / "moving"
+    real_write_card = generate.write_dataset_card
 
     def stopped_write_card(*args, **kwargs):
         raise KeyboardInterrupt("simulated interruption after data/ moved into place")
 
-    monkeypatch.setattr(generate, "write_card", stopped_write_card)
+    monkeypatch.setattr(generate, "write_dataset_card", stopped_write_card)
     with pytest.raises(KeyboardInterrupt):
         _generate(out)
     assert (out / constants.DATA_DIR).is_dir() and not (out / constants.HISTORIES_METADATA).exists()
     with pytest.raises(ValueError, match="not complete"):
         load_histories(out)
-    monkeypatch.setattr(generate, "write_card", real_write_card)
+    monkeypatch.setattr(generate, "write_dataset_card", real_write_card)
     calls = _write_shard_calls(monkeypatch)
     _generate(out)
     assert calls == [] and not (out / constants.STAGING_DIR).exists()
