@@ -34,6 +34,7 @@ from transformers import AutoConfig
 from hf_ad import constants
 from hf_ad.cards import update_model_card
 from hf_ad.command_line import command_line
+from hf_ad.data.generate import DEFAULTS
 from hf_ad.envs import optimal_return, random_return
 from hf_ad.files import atomic_write_text
 from hf_ad.plotting import Band, Level, save_band_plot
@@ -224,8 +225,6 @@ def resolve_source(config: EvaluateConfig, env_id: str) -> tuple[str, dict] | No
         return config.source, options
     if recorded is not None:
         return recorded
-    from hf_ad.data.generate import DEFAULTS
-
     return (DEFAULTS[env_id].source if env_id in DEFAULTS else FALLBACK_SOURCE), {}
 
 

@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from hf_ad.envs import make_vector_env
 from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step, reward_memory_for
 
 # Observation spaces with at most this many states act from a per-episode table of all states.
@@ -240,8 +241,6 @@ def learn(
     Yields:
         `EpisodeBlock`s for episodes 0, 1, ..., `config.episodes - 1`.
     """
-    from hf_ad.envs import make_vector_env
-
     if not tasks:
         raise ValueError("tasks must hold at least one task")
     env = make_vector_env(env_id, tasks, **(env_kwargs or {}))
