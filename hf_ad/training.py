@@ -76,15 +76,19 @@ logger = logging.getLogger(__name__)
 MIXED_PRECISION = ("no", "fp16", "bf16")
 TRACKERS = ("tensorboard", "trackio")
 # Fields that may differ between a run and its resumption: they do not change what is computed.
+# Fields that never stop a resume: logging, saving, evaluation, and where the run folder lives (a run
+# folder moved or copied elsewhere resumes as the same run).
 RESUMABLE_CHANGES = frozenset(
     {"resume", "overwrite", "report_to", "logging_steps", "save_steps", "save_total_limit", "num_workers"}
-    | {"run_name", "eval_steps", "eval_episodes", "eval_seed"}
+    | {"run_name", "eval_steps", "eval_episodes", "eval_seed", "output_dir"}
 )
 # Optimisation settings a resumed run may change; they apply from the checkpoint's step on (the
 # learning-rate schedule is rebuilt from the step, the clipping norm and precision are read each step).
 RESUME_OVERRIDES = frozenset({"learning_rate", "warmup_ratio", "max_grad_norm", "mixed_precision"})
 # Fields naming a local folder (or a hub id): the same if they resolve to the same path.
 PATH_FIELDS = ("dataset", "output_dir", "init_from")
+# Files at the top of a model folder (final/) or a checkpoint, never of a run folder.
+MODEL_FOLDER_FILES = (constants.TRAINER_STATE, "config.json", SAFE_WEIGHTS_NAME)
 # What a run writes in its --output-dir, all that --overwrite removes.
 RUN_ENTRIES = (constants.TRAIN_CONFIG, constants.LOGS_DIR, constants.CHECKPOINTS_DIR, constants.FINAL_DIR)
 OPTIMIZER_FILE = f"{OPTIMIZER_NAME}.bin"
@@ -595,6 +599,13 @@ def checkpoint_problem(folder: Path, num_processes: int) -> str | None:
                 f"{num_processes}: launch as many as the run was started with"
             )
         for rank in range(num_processes):
+            if (folder / f"{RNG_STATE_NAME}_{rank}.pkl").is_file() and not (
+                folder / random_states_name(rank)
+            ).is_file():
+                return (
+                    f"{str(folder)!r} was written by an older hf_ad (pickled RNG states), which cannot be "
+                    "resumed exactly: start the run over with --overwrite"
+                )
             RandomStates.load(folder / random_states_name(rank))
     except ValueError as err:
         return str(err)
@@ -751,6 +762,36 @@ def check_output_dir(cfg: TrainConfig) -> None:
             f"--overwrite: {str(output_dir)!r} holds {', '.join(found)} but no {constants.TRAIN_CONFIG}, so "
             "it is not a training run folder; nothing was removed. Choose another --output-dir"
         )
+    refuse_model_folder(output_dir, "--overwrite")
+
+
+def refuse_model_folder(output_dir: Path, flag: str) -> None:
+    """Refuse a model or checkpoint folder (a run's `final/` or `checkpoints/<step>/`) as a run folder."""
+    model_files = [name for name in MODEL_FOLDER_FILES if (output_dir / name).exists()]
+    if model_files:
+        raise ValueError(
+            f"{flag}: {str(output_dir)!r} holds {', '.join(model_files)}: it is a model or checkpoint folder "
+            "(a run's final/ or checkpoints/<step>/), not a run folder; nothing was changed. Point "
+            "--output-dir at the run folder above it, or choose another"
+        )
+
+
+def check_resumable_folder(cfg: TrainConfig) -> None:
+    """With `--resume`, refuse a folder whose run cannot be continued by `cfg`, before any work.
+
+    Raises:
+        ValueError: the folder is a model or checkpoint folder, its saved `train_config.json` differs beyond
+            `RESUME_OVERRIDES`, or it holds a `final/` that is not a finished run (it would be overwritten).
+    """
+    output_dir = Path(cfg.output_dir)
+    refuse_model_folder(output_dir, "--resume")
+    if (output_dir / constants.TRAIN_CONFIG).is_file():
+        resume_changes(cfg, _read_json(output_dir / constants.TRAIN_CONFIG))
+    if (output_dir / constants.FINAL_DIR).exists():
+        raise ValueError(
+            f"--resume: {str(output_dir / constants.FINAL_DIR)!r} exists but holds no finished run (no "
+            f"{constants.TRAINER_STATE}); move it away, or start over with --overwrite"
+        )
 
 
 def remove_run(output_dir: Path) -> None:
@@ -858,9 +899,11 @@ def train(cfg: TrainConfig) -> Path:
             gives the command that continues from the last good one.
     """
     output_dir = Path(cfg.output_dir)
-    if cfg.resume and (final := finished_run(cfg)) is not None:
-        return final
-    if not cfg.resume:
+    if cfg.resume:
+        if (final := finished_run(cfg)) is not None:
+            return final
+        check_resumable_folder(cfg)
+    else:
         check_output_dir(cfg)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,

@@ -28,6 +28,7 @@ from hf_ad.configuration_ad import ADConfig
 from hf_ad.data.generate import GenerateConfig, generate_histories
 from hf_ad.data.histories import load_histories
 from hf_ad.data.windows import HistoryWindows
+from hf_ad.random_states import random_states_name
 from hf_ad.sources import SOURCES
 from hf_ad.training import (
     NonFiniteLossError,
@@ -365,6 +366,35 @@ def test_a_used_output_dir_is_refused_unless_overwrite(dataset_dir, tmp_path):
     assert (stranger / constants.CHECKPOINTS_DIR).is_dir()
     with pytest.raises(ValueError, match="not both"):
         tiny_config(dataset_dir, output, resume=True, overwrite=True)
+
+
+def test_a_model_folder_is_never_trained_into(dataset_dir, tmp_path):
+    final = train(tiny_config(dataset_dir, tmp_path / "run", max_steps=2, save_steps=1))
+    before = {path.name: path.read_bytes() for path in final.iterdir()}
+    for flags in ({"overwrite": True}, {"resume": True}):
+        with pytest.raises(ValueError, match="it is a model or checkpoint folder.*nothing was changed"):
+            train(tiny_config(dataset_dir, final, max_steps=2, **flags))
+    assert {path.name: path.read_bytes() for path in final.iterdir()} == before
+
+
+def test_resume_without_a_checkpoint_still_checks_the_folder(dataset_dir, tmp_path):
+    output = tmp_path / "run"
+    train(tiny_config(dataset_dir, output, max_steps=2, save_steps=0))  # finished, no checkpoint kept
+    (output / constants.FINAL_DIR / constants.TRAINER_STATE).unlink()  # final/ no longer a finished run
+    with pytest.raises(ValueError, match=r"final'? exists but holds no finished run"):
+        train(tiny_config(dataset_dir, output, max_steps=2, save_steps=0, resume=True))
+    with pytest.raises(ValueError, match=r"different configuration \(max_steps: 2 -> 5\)"):
+        train(tiny_config(dataset_dir, output, max_steps=5, save_steps=0, resume=True))
+
+
+def test_a_checkpoint_of_an_older_hf_ad_says_to_start_over(dataset_dir, tmp_path):
+    output = tmp_path / "run"
+    train(tiny_config(dataset_dir, output, max_steps=3, save_steps=2))
+    shutil.rmtree(output / constants.FINAL_DIR)
+    checkpoint = output / constants.CHECKPOINTS_DIR / "2"
+    (checkpoint / random_states_name(0)).rename(checkpoint / "random_states_0.pkl")  # as accelerate wrote it
+    with pytest.raises(ValueError, match="older hf_ad.*--overwrite"):
+        train(tiny_config(dataset_dir, output, max_steps=3, save_steps=2, resume=True))
 
 
 def test_resume_compares_resolved_paths_and_records_them_as_typed(dataset_dir, tmp_path, monkeypatch):
