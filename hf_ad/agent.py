@@ -10,7 +10,7 @@ import gymnasium as gym
 import hf_ad
 
 agent = hf_ad.InContextAgent.from_pretrained("pretrained/ad-darkroom", seed=0)
-env = gym.make("hf_ad/DarkRoom-v0", goal=(2, 7))  # a held-out goal
+env = gym.make("hf_ad/DarkRoom-v0", goal=(1, 7))  # a held-out goal
 agent.reset(num_streams=1)
 obs, _ = env.reset(seed=0)
 for _ in range(100 * 20):  # 100 episodes of 20 steps

@@ -141,8 +141,10 @@ class PublishConfig:
 
 
 def dataset_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
-    """The files of a histories folder to upload (metadata, shards, plot) and its card for `repo_id`."""
-    metadata = validate_histories(folder)
+    """The files of a histories folder to upload (metadata, shards, plot) and its card for `repo_id`.
+
+    The folder is verified in full first (checksums and NaN/inf values): nothing damaged goes up."""
+    metadata = validate_histories(folder, verify=True)
     files = [constants.HISTORIES_METADATA, *(shard["file"] for shard in metadata["shards"])]
     if (folder / constants.LEARNING_CURVE_PNG).is_file():
         files.append(constants.LEARNING_CURVE_PNG)

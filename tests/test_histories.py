@@ -457,3 +457,9 @@ def test_the_shipped_dataset_passes_full_verification():
     shipped = Path(__file__).parents[1] / "pretrained" / "darkroom-histories"
     metadata = validate_histories(shipped, verify=True)
     assert all(len(entry["sha256"]) == 64 for entry in metadata["shards"])
+
+
+def test_a_missing_folder_is_named_not_taken_for_a_repo_id(tmp_path):
+    missing = tmp_path / "no-such-histories"
+    with pytest.raises(ValueError, match=r"neither a histories folder nor a hub dataset repo id"):
+        load_histories(missing)

@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features, List, Value, load_dataset
 from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from hf_ad import constants
 from hf_ad.files import atomic_path
@@ -339,6 +341,15 @@ def split_files(folder: str | Path, metadata: dict, split: str) -> list[str]:
     return [str(Path(folder) / s["file"]) for s in metadata["shards"] if s["split"] == split]
 
 
+def looks_like_repo_id(name: str) -> bool:
+    """Whether `name` could be a hub repo id (`"name"` or `"org/name"`, hub characters only)."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def load_histories(
     path_or_repo_id: str | Path, split: str = "train", streaming: bool = False, verify: bool = False
 ):
@@ -367,6 +378,11 @@ def load_histories(
         return dataset, metadata
 
     repo_id = str(path_or_repo_id)
+    if not looks_like_repo_id(repo_id):
+        raise ValueError(
+            f"{repo_id!r} is neither a histories folder nor a hub dataset repo id ('org/name'); check the "
+            "path, or write the folder with `hf-ad generate --out FOLDER`"
+        )
     metadata = json.loads(
         Path(hf_hub_download(repo_id, constants.HISTORIES_METADATA, repo_type="dataset")).read_text()
     )
