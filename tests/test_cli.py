@@ -39,16 +39,3 @@ def test_argparse_errors_and_unknown_commands_exit_2(capsys):
     assert exit_info.value.code == 2
     assert cli.main(["no-such-command"]) == 2
     assert "unknown command 'no-such-command'" in capsys.readouterr().err
-
-
-def test_nothing_in_the_package_imports_the_cli():
-    from pathlib import Path
-
-    package = Path(cli.__file__).parent
-    importers = [
-        path.relative_to(package).as_posix()
-        for path in package.rglob("*.py")
-        if path != Path(cli.__file__)
-        and ("hf_ad.cli" in path.read_text() or "from hf_ad import cli" in path.read_text())
-    ]
-    assert importers == []

@@ -13,18 +13,34 @@ REMOTE_CODE = ("configuration_ad.py", "modeling_ad.py")
 
 
 def module_files() -> dict[str, Path]:
-    """Every module of the package by dotted name; package `__init__` files are not modules here (a
-    package's init importing its own submodules is how packages work, not a cycle)."""
-    return {
-        ".".join(path.relative_to(ROOT).with_suffix("").parts): path
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if path.name != "__init__.py"
-    }
+    """Every module of the package by dotted name, sub-package inits as `package.__init__` (importing
+    `hf_ad.data.histories` from outside runs `hf_ad/data/__init__.py` first). The root package's init is
+    left out: it runs before any module of the package, so it closes no cycle."""
+    files = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts != (PACKAGE.name, "__init__"):
+            files[".".join(parts)] = path
+    return files
+
+
+def executed_modules(importer: str, imported: str, modules: set[str]) -> set[str]:
+    """What `import imported` runs when `importer` says it: the module itself, and the init of every
+    sub-package on its path that `importer` does not belong to (its own package's init runs first)."""
+    found = {imported} if imported in modules else set()
+    own_package = importer.rsplit(".", 1)[0]
+    parts = imported.split(".")
+    for end in range(2, len(parts) + 1):
+        package = ".".join(parts[:end])
+        init = f"{package}.__init__"
+        if init in modules and not (own_package + ".").startswith(package + "."):
+            found.add(init)
+    return found - {importer}
 
 
 def imported_modules(name: str, path: Path, modules: set[str]) -> set[str]:
-    """The package modules `name` imports anywhere in its file: at the top, inside functions, or by name
-    (a string that is exactly a module's name, e.g. a registry entry loaded with `importlib`)."""
+    """The package modules `name` runs through imports anywhere in its file: at the top, inside functions,
+    or by name (a string that is exactly a module's name, e.g. a registry entry loaded with `importlib`)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -38,7 +54,8 @@ def imported_modules(name: str, path: Path, modules: set[str]) -> set[str]:
             candidates = [node.value]
         else:
             continue
-        found |= {candidate for candidate in candidates if candidate in modules and candidate != name}
+        for candidate in candidates:
+            found |= executed_modules(name, candidate, modules)
     return found
 
 
@@ -75,12 +92,21 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_the_graph_sees_function_level_relative_and_string_imports(tmp_path):
-    source = 'def f():\n    from hf_ad import training\n    from . import cards\nLAZY = {"x": "hf_ad.data"}\n'
+def test_the_graph_sees_function_level_relative_string_and_package_imports(tmp_path):
+    source = (
+        "from hf_ad.data.histories import load_histories\n"
+        "def f():\n    from hf_ad import training\n    from . import cards\n"
+        'LAZY = {"x": "hf_ad.sources.q_learning"}\n'
+    )
     (tmp_path / "m.py").write_text(source)
-    modules = {"hf_ad.training", "hf_ad.cards", "hf_ad.data", "hf_ad.m"}
-    expected = {"hf_ad.training", "hf_ad.cards", "hf_ad.data"}
+    modules = {"hf_ad.training", "hf_ad.cards", "hf_ad.sources.q_learning", "hf_ad.data.histories"}
+    modules |= {"hf_ad.data.__init__", "hf_ad.m"}
+    expected = modules - {"hf_ad.m"}
     assert imported_modules("hf_ad.m", tmp_path / "m.py", modules) == expected
+    # Inside its own package, a module does not run the package's init again.
+    assert executed_modules("hf_ad.data.generate", "hf_ad.data.histories", modules) == {
+        "hf_ad.data.histories"
+    }
 
 
 def test_no_module_imports_a_module_that_imports_it_back():

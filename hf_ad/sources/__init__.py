@@ -1,8 +1,8 @@
 """Source algorithms: batched learners that produce learning histories (one file per learner).
 
 `SOURCES[name] -> (learn, ConfigClass)`; see `hf_ad.sources.base` for the contract. The registry
-imports a source's module only when that source is looked up, so `import hf_ad.sources` stays
-cheap (actor-critic pulls in torch) and one source's import error never hides the others.
+imports a source's module only when that source is looked up, so that one source's import error
+(e.g. a missing optional dependency of a future source) never hides the others.
 """
 
 from __future__ import annotations
