@@ -35,8 +35,12 @@ from hf_ad.plotting import Band, save_band_plot
 DATASET_CARD_TEMPLATE = "dataset_cards/histories.md"
 MODEL_CARD_TEMPLATE = "model_cards/ad.md"
 # The files of a `final/` folder the model card is rendered from.
-FINAL_FOLDER_FILES = (constants.MODEL_CONFIG, constants.MODEL_WEIGHTS, constants.TRAIN_CONFIG)
-FINAL_FOLDER_FILES += (constants.TRAINER_STATE,)
+FINAL_FOLDER_FILES = (
+    constants.MODEL_CONFIG,
+    constants.MODEL_WEIGHTS,
+    constants.TRAIN_CONFIG,
+    constants.TRAINER_STATE,
+)
 # The evaluation section `hf-ad evaluate` writes into a model card, between these markers.
 CARD_SECTION = ("<!-- hf_ad:evaluation -->", "<!-- /hf_ad:evaluation -->")
 CITATION_HEADING = "## Citation"

@@ -176,24 +176,23 @@ def held_out_tasks(path: str, model_config: Any, num_tasks: int | None = None) -
     return tasks
 
 
-def stream_returns(path: str, tasks: list[tuple], config: EvaluateConfig) -> tuple[np.ndarray, Any]:
+def stream_returns(path: str, tasks: list[tuple], config: EvaluateConfig) -> np.ndarray:
     """Play one AD/ED checkpoint on `tasks` for every evaluation seed.
 
     Returns the `(seeds * tasks, episodes)` seed-major returns of every stream (one task, one evaluation
-    seed) and the checkpoint's config.
+    seed).
     """
     pipe = InContextRLPipeline.from_pretrained(path, device=config.device)
     # All seeds in one batch: stream (i, task) is evaluation seed i; every stream has its own env seed.
     result = pipe(
         tasks=tasks * config.seeds, num_episodes=config.episodes, seed=config.seed, sample=not config.greedy
     )
-    return result.returns, pipe.model.config
+    return result.returns
 
 
-def evaluate_checkpoint(path: str, tasks: list[tuple], config: EvaluateConfig) -> tuple[np.ndarray, Any]:
+def evaluate_checkpoint(path: str, tasks: list[tuple], config: EvaluateConfig) -> np.ndarray:
     """Run one AD/ED checkpoint on `tasks` for every evaluation seed: `(seeds, episodes)` run scores."""
-    returns, model_config = stream_returns(path, tasks, config)
-    return runs_from_returns(returns, config.seeds), model_config
+    return runs_from_returns(stream_returns(path, tasks, config), config.seeds)
 
 
 def recorded_source(model_path: str) -> tuple[str, dict] | None:
@@ -206,13 +205,13 @@ def recorded_source(model_path: str) -> tuple[str, dict] | None:
     if not train_config_path.is_file():
         return None
     train_config = json.loads(train_config_path.read_text())
-    for key in ("dataset", "dataset_path", "dataset_name"):
-        dataset = train_config.get(key)
-        if isinstance(dataset, str) and (Path(dataset) / constants.HISTORIES_METADATA).is_file():
-            metadata = json.loads((Path(dataset) / constants.HISTORIES_METADATA).read_text())
-            if "source" in metadata:
-                return metadata["source"], dict(metadata.get("generator_config") or {})
-    return None
+    metadata_path = Path(train_config.get("dataset", "")) / constants.HISTORIES_METADATA
+    if not metadata_path.is_file():
+        return None
+    metadata = json.loads(metadata_path.read_text())
+    if "source" not in metadata:
+        return None
+    return metadata["source"], dict(metadata.get("generator_config") or {})
 
 
 def resolve_source(config: EvaluateConfig, env_id: str) -> tuple[str, dict] | None:
@@ -298,7 +297,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
         runs = []
         for path in paths:
             log(f"{method}: {path} on {len(tasks)} tasks x {config.seeds} seeds, {config.episodes} episodes")
-            checkpoint_runs, _ = evaluate_checkpoint(path, tasks, config)
+            checkpoint_runs = evaluate_checkpoint(path, tasks, config)
             per_checkpoint.setdefault(method, {})[path] = curve_stats(checkpoint_runs)
             runs.append(checkpoint_runs)
         if runs:

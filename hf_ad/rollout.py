@@ -300,7 +300,7 @@ class InContextRLPipeline(Pipeline):
             `result.seed`).
         sample (`bool`, defaults to `True`): sample actions from the softmax; `False` is greedy.
         prompt (*optional*): transitions that prefill the context (see `check_prompt`,
-            `prompt_from_histories`), fed in one cached forward before the first step.
+            `prompt_from_histories`), fed through the cache before the first step.
         return_trajectories (`bool`, defaults to `False`): also return every transition.
         use_cache (`bool`, defaults to `True`): `False` recomputes the context every step instead of
             streaming through the KV cache (a baseline for benchmarks and tests).

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         model=[args.model], out="", episodes=args.episodes, seeds=args.seeds, seed=args.seed
     )
     tasks = held_out_tasks(args.model, AutoConfig.from_pretrained(args.model))
-    returns, _ = stream_returns(args.model, tasks, config)
+    returns = stream_returns(args.model, tasks, config)
     outcome = stream_outcomes(returns, args.window, args.solved)
     streams, window, solved = outcome["streams"], args.window, args.solved
     print(f"{args.model}: {len(tasks)} held-out tasks x {args.seeds} seeds = {streams} streams")

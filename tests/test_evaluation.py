@@ -133,7 +133,7 @@ def test_stream_returns_are_the_streams_behind_the_run_scores(tmp_path):
     config = EvaluateConfig(
         model=[model], out=str(tmp_path / "eval"), episodes=3, seeds=2, source="none", update_cards=False
     )
-    returns, _ = stream_returns(model, TASKS, config)
+    returns = stream_returns(model, TASKS, config)
     assert returns.shape == (2 * len(TASKS), 3)
     results = evaluate(config)
     runs = returns.reshape(2, len(TASKS), 3).mean(axis=1)  # (seeds, episodes)

@@ -198,7 +198,9 @@ def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({error}); it was not written by hf_ad") from None
+        raise ValueError(
+            f"{str(path)!r} is not valid JSON ({error}); it is damaged or was not written by hf_ad"
+        ) from None
 
 
 def file_sha256(path: Path) -> str:
