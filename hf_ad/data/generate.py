@@ -566,9 +566,10 @@ def default_source_options(env_id: str, source: str | None = None) -> dict[str, 
     return options
 
 
-def parse_generate_args(argv: list[str], prog: str = "hf-ad generate") -> tuple[GenerateConfig, SourceConfig]:
+def parse_generate_args(argv: list[str], prog: str = "hf-ad generate", extra: tuple = ()) -> tuple[Any, ...]:
     """Parse `hf-ad generate` flags: `GenerateConfig` plus the chosen source's config, whose
-    defaults are the env's default dataset (`DEFAULTS`)."""
+    defaults are the env's default dataset (`DEFAULTS`), plus one instance of each `extra` dataclass
+    (e.g. the command line's hub flags), in that order."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--env", default=constants.DARK_ROOM)
     pre.add_argument("--source", default=None)
@@ -577,10 +578,9 @@ def parse_generate_args(argv: list[str], prog: str = "hf-ad generate") -> tuple[
         raise ValueError(f"--env must be one of {tuple(DEFAULTS)}, got {known.env!r}")
     source = known.source or DEFAULTS[known.env].source
     _, config_cls = SOURCES[source]
-    parser = HfArgumentParser((GenerateConfig, config_cls), prog=prog)
+    parser = HfArgumentParser((GenerateConfig, config_cls, *extra), prog=prog)
     parser.set_defaults(**default_source_options(known.env, source))
-    config, source_config = parser.parse_args_into_dataclasses(args=argv)
-    return config, source_config
+    return tuple(parser.parse_args_into_dataclasses(args=argv))
 
 
 def _episode_length(env) -> int:
