@@ -8,10 +8,10 @@ card to upload as text, so the local folder is never modified by publishing. Car
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import (
     HfHubHTTPError,
@@ -26,6 +26,22 @@ from hf_ad import constants
 CARD_FILES = {"dataset": constants.DATASET_CARD, "model": constants.MODEL_CARD}  # by repo type
 REPO_TYPES = tuple(CARD_FILES)
 AUTH_STATUS_CODES = (401, 403)
+
+
+def transport_errors() -> tuple[type[Exception], ...]:
+    """The network errors of the HTTP client huggingface_hub talks through: `httpx` (huggingface_hub 1.x)
+    or `httpx2` (2.x); each installed one counts."""
+    errors = []
+    for name in ("httpx", "httpx2"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+# What an unreachable hub or a refused request raises; each becomes one `HubError` line.
+HUB_FAILURES = (HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled, *transport_errors())
 
 
 class HubError(RuntimeError):
@@ -182,7 +198,7 @@ def publish_folder(
             revision=revision,
             create_pr=create_pr,
         )
-    except (HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled, httpx.TransportError) as error:
+    except HUB_FAILURES as error:
         raise HubError(hub_failure_message(repo_id, error)) from error
     return str(commit.pr_url if create_pr and commit.pr_url else commit.commit_url)
 
