@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import save_tiny_checkpoint
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, ModelCard
 from huggingface_hub import constants as hf_constants
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
-from hf_ad import cli, constants, hub
+from hf_ad import ADModel, cli, constants, hub
 from hf_ad.training import TrainConfig
 
 STATE = {"step": 1, "max_steps": 1, "wall_time_s": 1.0, "loss": 1.5, "num_processes": 1}
@@ -37,6 +37,7 @@ def mocked_hub(monkeypatch):
 
     def create_repo(self, repo_id, **kwargs):
         calls.append(("create_repo", repo_id, kwargs))
+        return type("RepoUrl", (), {"repo_id": repo_id})  # what transformers' `push_to_hub` reads
 
     def create_commit(self, repo_id, operations, **kwargs):
         uploaded = {}
@@ -351,3 +352,31 @@ def test_an_unreachable_hub_is_one_line_through_the_real_client(repo_folder, mon
     with pytest.raises(hub.HubError, match="network") as error:
         hub.publish_folder(repo_folder, "org/name", "dataset", [], "# card\n", token="hf_x")
     assert "\n" not in str(error.value) and "Nothing was uploaded" in str(error.value)
+
+
+# --- ADModel keeps transformers' own save_pretrained / push_to_hub ----------------------------------------
+
+
+def test_save_pretrained_writes_the_remote_code(tmp_path):
+    save_tiny_checkpoint(tmp_path, [(2, 7)])
+    assert {"config.json", "model.safetensors", *constants.MODEL_CODE} <= {p.name for p in tmp_path.iterdir()}
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map == {"AutoConfig": "configuration_ad.ADConfig", "AutoModel": "modeling_ad.ADModel"}
+
+
+def test_push_to_hub_uploads_the_model_with_its_remote_code(tmp_path, mocked_hub, monkeypatch):
+    def no_card_yet(cls, repo_id, **kwargs):  # a new repo: transformers then writes its default card
+        raise EntryNotFoundError(f"{repo_id} has no README.md")
+
+    monkeypatch.setattr(ModelCard, "load", classmethod(no_card_yet))
+    model = ADModel.from_pretrained(save_tiny_checkpoint(tmp_path, [(2, 7)]))
+    model.push_to_hub("org/ad-tiny", private=True, commit_message="tiny")
+    assert [(c[0], c[1]) for c in mocked_hub] == [
+        ("create_repo", "org/ad-tiny"),
+        ("create_commit", "org/ad-tiny"),
+    ]
+    assert mocked_hub[0][2]["private"] is True and mocked_hub[1][2]["commit_message"] == "tiny"
+    uploaded = mocked_hub[1][2]["files"]
+    assert {"config.json", "model.safetensors", *constants.MODEL_CODE} <= set(uploaded)
+    for name in constants.MODEL_CODE:
+        assert uploaded[name] == (tmp_path / name).read_bytes()
