@@ -181,7 +181,9 @@ def test_cli_publish_offline_is_one_line(dataset_folder, monkeypatch, capsys):
 def _final_folder(folder, output_dir):
     """A `final/` folder as `hf-ad train` writes it, with a tiny random model and an absolute run path."""
     save_tiny_checkpoint(folder, [(2, 7)])
-    train_config = TrainConfig(dataset="org/dark-histories", output_dir=str(output_dir)).to_dict()
+    train_config = (
+        TrainConfig(dataset="org/dark-histories", output_dir=str(output_dir)).with_dataset_id().to_dict()
+    )
     (folder / constants.TRAIN_CONFIG).write_text(json.dumps(train_config))
     (folder / constants.TRAINER_STATE).write_text(json.dumps(STATE))
     (folder / "returns.png").write_bytes(b"\x89PNG")
