@@ -33,6 +33,7 @@ from hf_ad.command_line import command_line
 from hf_ad.data.histories import (
     FORMAT_VERSION,
     SPLITS,
+    arrow_num_bytes,
     file_sha256,
     first_non_finite,
     foreign_shards,
@@ -385,7 +386,7 @@ class Generation:
             "file": plan.file,
             "split": plan.split,
             "num_rows": table.num_rows,
-            "num_bytes": table.nbytes,
+            "num_bytes": arrow_num_bytes(path, self.features),  # as `datasets` counts it
             "num_histories": len(plan.tasks),
             "first_history_id": plan.first_history,
             "file_size": path.stat().st_size,
@@ -407,7 +408,7 @@ class Generation:
                 "num_tasks": len(tasks),
                 "num_histories": sum(s["num_histories"] for s in entries),
                 "num_rows": sum(s["num_rows"] for s in entries),
-                "num_bytes": sum(s["num_bytes"] for s in entries),
+                "num_bytes": split_num_bytes(metadata["shards"], split),
                 "num_shards": len(entries),
                 "optimal_return": optimal,
             }
@@ -417,6 +418,11 @@ class Generation:
             entry.pop("episode_return_sum", None)
             entry.pop("episode_return_sq_sum", None)
         metadata["complete"] = True
+
+
+def split_num_bytes(shards: list[dict], split: str) -> int:
+    """The `num_bytes` of a split: the sum over its shards (the card's `dataset_info` split size)."""
+    return sum(s["num_bytes"] for s in shards if s["split"] == split)
 
 
 def learning_curve(shards: list[dict], split: str, episodes: int) -> dict:
@@ -527,10 +533,8 @@ def _repair_damaged_shards(folder: Path, metadata: dict, generation: Generation,
         e["file"]: shard_problem(folder / e["file"], e, schema, verify=True) for e in metadata["shards"]
     }
     damaged = [plan for plan in generation.plans if problems[plan.file] is not None]
-    if not damaged:
-        return
     entries = {entry["file"]: entry for entry in metadata["shards"]}
-    with generation.progress_bar(damaged, progress) as bar:
+    with generation.progress_bar(damaged, progress and bool(damaged)) as bar:
         for plan in damaged:
             logger.warning("regenerating %s: %s", plan.file, problems[plan.file])
             recorded = entries[plan.file]
@@ -542,7 +546,24 @@ def _repair_damaged_shards(folder: Path, metadata: dict, generation: Generation,
                     "versions do not reproduce the dataset; generate it again into a new folder"
                 )
             recorded.update(file_size=fresh["file_size"], sha256=fresh["sha256"])  # older datasets gain them
+    if _refresh_num_bytes(folder, metadata, generation.features):
+        write_dataset_card(folder, metadata)  # its dataset_info sizes come from the metadata
+    elif not damaged:
+        return
     atomic_write_json(folder / constants.HISTORIES_METADATA, metadata)
+
+
+def _refresh_num_bytes(folder: Path, metadata: dict, features: Features) -> bool:
+    """Record every shard's and split's `num_bytes` as `datasets` counts them (`arrow_num_bytes`), where an
+    older hf_ad recorded the size of the table before writing; returns whether any number changed."""
+    changed = False
+    for entry in metadata["shards"]:
+        num_bytes = arrow_num_bytes(folder / entry["file"], features)
+        changed |= entry["num_bytes"] != num_bytes
+        entry["num_bytes"] = num_bytes
+    for split, info in metadata["splits"].items():
+        info["num_bytes"] = split_num_bytes(metadata["shards"], split)
+    return changed
 
 
 def _remove_temporaries(data: Path) -> None:
