@@ -234,6 +234,8 @@ class PushArgs:
 
 @dataclass
 class ModelPushArgs(PushArgs):
+    """--push-to-hub of `hf-ad train` (its `final/`) and `hf-ad evaluate` (the evaluation folder)."""
+
     hub_model_id: str | None = field(
         default=None,
         metadata={
@@ -246,6 +248,8 @@ class ModelPushArgs(PushArgs):
 
 @dataclass
 class DatasetPushArgs(PushArgs):
+    """--push-to-hub of `hf-ad generate` (the histories folder)."""
+
     hub_dataset_id: str | None = field(
         default=None,
         metadata={
