@@ -311,7 +311,8 @@ def render_model_card(folder: str | Path, command: str, repo_id: str | None = No
     train_config = json.loads((folder / constants.TRAIN_CONFIG).read_text())
     state = json.loads((folder / constants.TRAINER_STATE).read_text())
     dataset = train_config["dataset"]
-    dataset_id = train_config.get("hub_dataset_id") or (None if Path(dataset).exists() else dataset)
+    # Recorded by `train`: whether --dataset was a local folder is known at train time only.
+    dataset_id = train_config.get("hub_dataset_id")
     model_name = Path(train_config["output_dir"]).name or "ad"
     run_final = str(Path(train_config["output_dir"]) / constants.FINAL_DIR)
     shown_config = {key: portable_path(v) if isinstance(v, str) else v for key, v in train_config.items()}
@@ -324,6 +325,8 @@ def render_model_card(folder: str | Path, command: str, repo_id: str | None = No
         model_name=model_name,
     )
     dataset_command = _dataset_command(dataset)
+    previous = folder / constants.MODEL_CARD
+    previous_card = previous.read_text() if previous.is_file() else None
     card = render_card(
         MODEL_CARD_TEMPLATE,
         card_data=card_data.to_yaml(),
@@ -332,6 +335,8 @@ def render_model_card(folder: str | Path, command: str, repo_id: str | None = No
         config=config,
         num_parameters=_num_parameters(folder / constants.MODEL_WEIGHTS),
         dataset=dataset_id or portable_path(dataset),
+        dataset_url=f"/datasets/{dataset_id}" if dataset_id else None,  # the hub's own page of it
+        evaluated=previous_card is not None and has_evaluation(previous_card),
         command=portable_command(command),
         dataset_command=portable_command(dataset_command) if dataset_command else None,
         train_config=shown_config,
@@ -339,8 +344,7 @@ def render_model_card(folder: str | Path, command: str, repo_id: str | None = No
         state=state,
         hf_ad_version=constants.VERSION,
     )
-    previous = folder / constants.MODEL_CARD
-    return carry_evaluation(previous.read_text(), card) if previous.is_file() else card
+    return carry_evaluation(previous_card, card) if previous_card is not None else card
 
 
 def write_model_card(folder: str | Path, command: str, repo_id: str | None = None) -> str:
@@ -446,15 +450,20 @@ def _card_with_section(data: ModelCardData, text: str, section: str) -> str:
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{text}"))
 
 
+def has_evaluation(card: str) -> bool:
+    """Whether `card` holds the evaluation section `hf-ad evaluate` writes."""
+    return CARD_SECTION[0] in card and CARD_SECTION[1] in card
+
+
 def carry_evaluation(old_card: str, new_card: str) -> str:
     """`new_card` (a re-rendered card) with the evaluation section and results that `old_card` had.
 
     Lets a checkpoint's card be re-rendered (e.g. for a hub repo id) without losing what `hf-ad evaluate`
     measured.
     """
-    old = ModelCard(old_card)
-    if CARD_SECTION[0] not in old.text or CARD_SECTION[1] not in old.text:
+    if not has_evaluation(old_card):
         return new_card
+    old = ModelCard(old_card)
     section = CARD_SECTION[0] + old.text.split(CARD_SECTION[0], 1)[1].split(CARD_SECTION[1], 1)[0]
     new = ModelCard(new_card)
     kept = [r for r in (new.data.eval_results or []) if r.task_name != EVAL_TASK_NAME]
@@ -470,6 +479,7 @@ __all__ = [
     "check_final_folder",
     "evaluation_section",
     "find_template",
+    "has_evaluation",
     "portable_command",
     "portable_path",
     "render_card",

@@ -8,12 +8,15 @@ a missing folder, an unreachable hub) prints one line `hf-ad COMMAND: error: ...
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
+from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from hf_ad import cards, constants, hub
@@ -46,9 +49,13 @@ def command(name: str, help: str):
 
 def parse_dataclass(config_cls, argv: list[str], prog: str):
     """Parse `argv` into one `config_cls` instance (fields become --flags)."""
-    parser = HfArgumentParser(config_cls, prog=prog)
-    (config,) = parser.parse_args_into_dataclasses(args=argv)
+    (config,) = parse_dataclasses((config_cls,), argv, prog)
     return config
+
+
+def parse_dataclasses(config_classes: tuple, argv: list[str], prog: str) -> tuple:
+    """Parse `argv` into one instance of each of `config_classes` (their fields together are the flags)."""
+    return tuple(HfArgumentParser(config_classes, prog=prog).parse_args_into_dataclasses(args=argv))
 
 
 def _usage() -> str:
@@ -91,27 +98,61 @@ def main(argv: list[str] | None = None) -> int:
 
 @command("generate", "generate a learning-histories dataset (a hub dataset repo folder)")
 def generate(argv: list[str]) -> int:
-    config, source_config = parse_generate_args(argv, prog="hf-ad generate")
+    config, source_config, push = parse_generate_args(argv, prog="hf-ad generate", extra=(DatasetPushArgs,))
     folder = generate_histories(config, source_config, progress=True)
     print(f"histories written to {folder}")
+    push.push("dataset", folder, default_repo_id=Path(config.out).resolve().name)
     return 0
+
+
+def train_and_push(argv: list[str], prog: str) -> Path:
+    """Parse `TrainConfig` and `ModelPushArgs` from `argv`, train, and publish `final/` when asked.
+
+    The push happens after the final save and on the main process only (under `accelerate launch`, the
+    others return once `final/` is written), like `transformers.Trainer`'s `push_to_hub`.
+    """
+    config, push = parse_dataclasses((TrainConfig, ModelPushArgs), argv, prog)
+    final = train(config)
+    if PartialState().is_main_process:
+        push.push("model", final, default_repo_id=Path(config.output_dir).resolve().name)
+    return final
 
 
 @command("train", "train an AD model on a histories dataset, in one process (see scripts/train.py)")
 def train_command(argv: list[str]) -> int:
-    print(f"final model written to {train(parse_dataclass(TrainConfig, argv, prog='hf-ad train'))}")
+    print(f"final model written to {train_and_push(argv, prog='hf-ad train')}")
     return 0
 
 
 @command("evaluate", "AD vs ED vs the source from scratch on held-out tasks: results.json, plot, card")
 def evaluate_command(argv: list[str]) -> int:
+    """`hf-ad evaluate`. With `--push-to-hub --hub-model-id ID`, the evaluation folder's results.json, plots
+    and videos go to the model repo `ID` under `evaluation/` (the model card links them there), and the
+    repo's card is left as it is: a card changes only when asked, and it is rendered from the checkpoint
+    folder by `hf-ad publish --model` (carrying the evaluation section evaluate wrote there), while the
+    raw per-episode results are what a hub user cannot get otherwise."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results = evaluate(parse_dataclass(EvaluateConfig, argv, prog="hf-ad evaluate"))
+    config, push = parse_dataclasses((EvaluateConfig, ModelPushArgs), argv, prog="hf-ad evaluate")
+    if push.push_to_hub and push.hub_model_id is None:
+        raise ValueError("--push-to-hub needs --hub-model-id: the model repo that gets the evaluation folder")
+    results = evaluate(config)
     print("\n".join(summary_lines(results)))
+    push.push("evaluation", Path(config.out))
     return 0
 
 
-# --- publish: the dataset and model kinds -------------------------------------------------------------
+# --- publish: the dataset, model and evaluation kinds, and the --push-to-hub flags -----------------------
+
+
+@dataclass
+class CommitOptions:
+    """How a folder goes up (`hub.publish_folder`'s options); `hf-ad publish` and --push-to-hub fill it."""
+
+    private: bool = False
+    token: str | None = None
+    revision: str | None = None
+    commit_message: str | None = None
+    create_pr: bool = False
 
 
 @dataclass
@@ -125,8 +166,23 @@ class PublishConfig:
     model: str | None = field(
         default=None, metadata={"help": "A checkpoint folder written by `hf-ad train` (its `final/`)."}
     )
-    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private (if it does not exist)."})
     token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+    revision: str | None = field(
+        default=None, metadata={"help": "Branch to commit to, created if missing (default: the main branch)."}
+    )
+    commit_message: str | None = field(
+        default=None, metadata={"help": "Message of the commit (default: 'Upload with hf_ad')."}
+    )
+    create_pr: bool = field(
+        default=False, metadata={"help": "Open a pull request with the commit instead of committing."}
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Check everything and list the files that would be uploaded, with sizes; upload nothing."
+        },
+    )
 
     def __post_init__(self):
         if (self.dataset is None) == (self.model is None):
@@ -138,6 +194,76 @@ class PublishConfig:
     def kind(self) -> str:
         """The repo type: `"dataset"` or `"model"`."""
         return "dataset" if self.dataset is not None else "model"
+
+    def commit_options(self) -> CommitOptions:
+        return CommitOptions(self.private, self.token, self.revision, self.commit_message, self.create_pr)
+
+
+@dataclass
+class PushArgs:
+    """The --push-to-hub flags of generate, train and evaluate, named as transformers' `TrainingArguments`."""
+
+    push_to_hub: bool = field(
+        default=False,
+        metadata={"help": "Publish the result to the hub when the run ends (as `hf-ad publish`)."},
+    )
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the hub repo private."})
+    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+    hub_revision: str | None = field(
+        default=None, metadata={"help": "Branch to push to, created if missing (default: the main branch)."}
+    )
+
+    REPO_ID_FIELD: ClassVar[str]  # the flag naming the repo: each kind's own
+
+    @property
+    def hub_id(self) -> str | None:
+        return getattr(self, self.REPO_ID_FIELD)
+
+    def __post_init__(self):
+        if self.hub_id is not None:
+            hub.check_repo_id(self.hub_id)  # a typo fails before the run, not after it
+
+    def push(self, kind: str, folder: Path, default_repo_id: str | None = None) -> None:
+        """Publish `folder` as `kind` (a key of `UPLOADS`) if --push-to-hub was given; prints the URL."""
+        if not self.push_to_hub:
+            return
+        repo_id = self.hub_id or default_repo_id
+        options = CommitOptions(self.hub_private_repo, self.hub_token, self.hub_revision, PUSH_MESSAGES[kind])
+        print(upload(kind, folder, repo_id, options))
+
+
+@dataclass
+class ModelPushArgs(PushArgs):
+    """--push-to-hub of `hf-ad train` (its `final/`) and `hf-ad evaluate` (the evaluation folder)."""
+
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Model repo to push to: 'org/name', or 'name' for yours. Train: default the name of "
+            "--output-dir; evaluate: required (its evaluation/ folder gets the results)."
+        },
+    )
+    REPO_ID_FIELD: ClassVar[str] = "hub_model_id"
+
+
+@dataclass
+class DatasetPushArgs(PushArgs):
+    """--push-to-hub of `hf-ad generate` (the histories folder)."""
+
+    hub_dataset_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Dataset repo to push to: 'org/name', or 'name' for yours; default: the --out name."
+        },
+    )
+    REPO_ID_FIELD: ClassVar[str] = "hub_dataset_id"
+
+
+PUSH_MESSAGES = {
+    "dataset": "hf-ad generate --push-to-hub",
+    "model": "End of training (hf-ad train --push-to-hub)",
+    "evaluation": "hf-ad evaluate --push-to-hub",
+}
 
 
 def dataset_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
@@ -160,10 +286,53 @@ def model_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
     return files, cards.render_model_card(folder, run_command(folder), repo_id=repo_id)
 
 
-UPLOADS: dict[str, Callable[[Path, str], tuple[list[str], str]]] = {
-    "dataset": dataset_upload,
-    "model": model_upload,
+def evaluation_upload(folder: Path, repo_id: str) -> tuple[list[str], None]:
+    """The files of an evaluation folder to upload into a model repo (`results.json`, plots, videos); no
+    card: the model's card is rendered from its checkpoint folder (`model_upload`)."""
+    if not (folder / constants.RESULTS_JSON).is_file():
+        raise ValueError(f"{str(folder)!r} holds no {constants.RESULTS_JSON}: not an `hf-ad evaluate` folder")
+    others = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in EVALUATION_MEDIA)
+    return [constants.RESULTS_JSON, *others], None
+
+
+EVALUATION_MEDIA = (".png", ".mp4", ".gif")  # the plots and replay videos of an evaluation folder
+# kind -> (repo type, folder in the repo, `(folder, repo_id) -> (files, card)`)
+UPLOADS: dict[str, tuple[str, str, Callable[[Path, str], tuple[list[str], str | None]]]] = {
+    "dataset": ("dataset", "", dataset_upload),
+    "model": ("model", "", model_upload),
+    "evaluation": ("model", "evaluation", evaluation_upload),
 }
+
+
+def upload(kind: str, folder: Path, repo_id: str, options: CommitOptions, dry_run: bool = False) -> str:
+    """Publish `folder` as `kind` (a key of `UPLOADS`) to `repo_id`; returns the commit (or PR) URL, or with
+    `dry_run` the listing of what would be uploaded (nothing is)."""
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder")
+    repo_type, path_in_repo, files_and_card = UPLOADS[kind]
+    files, card = files_and_card(folder, repo_id)
+    if dry_run:
+        listing = hub.upload_listing(folder, repo_id, repo_type, files, card, path_in_repo)
+        return dry_run_report(repo_id, repo_type, listing, options, with_card=card is not None)
+    return hub.publish_folder(
+        folder, repo_id, repo_type, files, card, path_in_repo=path_in_repo, **dataclasses.asdict(options)
+    )
+
+
+def dry_run_report(
+    repo_id: str, repo_type: str, listing: list[tuple[str, int]], options: CommitOptions, with_card: bool
+) -> str:
+    """What `hf-ad publish --dry-run` prints: the target and the repo id the card was rendered for, then one
+    line per file with its size in bytes."""
+    target = f"{repo_type} repo {repo_id!r}" + ("" if "/" in repo_id else " (in your namespace)")
+    branch = f" branch {options.revision!r}" if options.revision else " the main branch"
+    how = f"as a pull request on{branch}" if options.create_pr else f"to{branch}"
+    width = max(len(path) for path, _ in listing)
+    card = f"; the card ({hub.CARD_FILES[repo_type]}) is rendered for {repo_id!r}" if with_card else ""
+    lines = [f"dry run: would upload {len(listing)} files {how} of {target}{card}:"]
+    lines += [f"  {path:<{width}}  {size:>12,} bytes" for path, size in listing]
+    lines.append(f"  total {sum(size for _, size in listing):,} bytes. Nothing was uploaded.")
+    return "\n".join(lines)
 
 
 @command("publish", "upload a folder (--dataset or --model FOLDER) to the hub: its card, data and weights")
@@ -172,11 +341,7 @@ def publish(argv: list[str]) -> int:
     folder = Path(getattr(config, config.kind))
     if not folder.is_dir():
         raise ValueError(f"--{config.kind} {str(folder)!r} is not a folder")
-    files, card = UPLOADS[config.kind](folder, config.repo_id)
-    url = hub.publish_folder(
-        folder, config.repo_id, config.kind, files, card, private=config.private, token=config.token
-    )
-    print(url)
+    print(upload(config.kind, folder, config.repo_id, config.commit_options(), dry_run=config.dry_run))
     return 0
 
 

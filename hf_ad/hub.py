@@ -8,10 +8,10 @@ card to upload as text, so the local folder is never modified by publishing. Car
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import (
     HfHubHTTPError,
@@ -26,6 +26,22 @@ from hf_ad import constants
 CARD_FILES = {"dataset": constants.DATASET_CARD, "model": constants.MODEL_CARD}  # by repo type
 REPO_TYPES = tuple(CARD_FILES)
 AUTH_STATUS_CODES = (401, 403)
+
+
+def transport_errors() -> tuple[type[Exception], ...]:
+    """The network errors of the HTTP client huggingface_hub talks through: `httpx` (huggingface_hub 1.x)
+    or `httpx2` (2.x); each installed one counts."""
+    errors = []
+    for name in ("httpx", "httpx2"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+# What an unreachable hub or a refused request raises; each becomes one `HubError` line.
+HUB_FAILURES = (HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled, *transport_errors())
 
 
 class HubError(RuntimeError):
@@ -76,36 +92,12 @@ def hub_failure_message(repo_id: str, error: Exception) -> str:
     return f"could not publish to {repo_id!r}: {reason}; {fix}. Nothing was uploaded."
 
 
-def publish_folder(
-    folder: str | Path,
-    repo_id: str,
-    repo_type: str,
-    files: Sequence[str],
-    card: str,
-    private: bool = False,
-    token: str | None = None,
-    commit_message: str | None = None,
-) -> str:
-    """Create `repo_id` on the hub if needed and upload `card` and `files` of `folder` as one commit.
-
-    Everything is checked before the hub is contacted.
-
-    Args:
-        folder: a local folder holding the repo's files.
-        repo_id: `"org/name"`, or `"name"` for the logged-in user's namespace.
-        repo_type: `"dataset"` or `"model"`.
-        files: the files to upload, relative to `folder` (nothing else in it goes up).
-        card: the repo's `README.md` text (uploaded in place of any local one).
-        private: create the repo private (ignored if it exists).
-        token: hub token; `None` uses the logged-in one.
-        commit_message: defaults to `"Upload with hf_ad"`.
-
-    Returns:
-        The URL of the commit.
+def check_upload(folder: str | Path, repo_id: str, repo_type: str, files: Sequence[str]) -> Path:
+    """`folder` as a `Path` once everything a publish needs is checked: `repo_type`, `repo_id`, the folder and
+    every file of `files` in it.
 
     Raises:
         ValueError: a bad `repo_type` or `repo_id`, no such folder, or a file missing from it.
-        HubError: the hub is unreachable or refused the upload (e.g. not logged in).
     """
     folder = Path(folder)
     if repo_type not in REPO_TYPES:
@@ -114,17 +106,101 @@ def publish_folder(
     if not folder.is_dir():
         raise ValueError(f"cannot publish {str(folder)!r}: not a folder")
     check_files(folder, files)
-    operations = [CommitOperationAdd(path_in_repo=CARD_FILES[repo_type], path_or_fileobj=card.encode())]
-    operations += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=folder / name) for name in files]
+    return folder
+
+
+def repo_path(name: str, path_in_repo: str = "") -> str:
+    """Where the file `name` of the folder goes in the repo: under `path_in_repo` (a folder) if given."""
+    return f"{path_in_repo.strip('/')}/{name}" if path_in_repo.strip("/") else name
+
+
+def upload_listing(
+    folder: str | Path,
+    repo_id: str,
+    repo_type: str,
+    files: Sequence[str],
+    card: str | None,
+    path_in_repo: str = "",
+) -> list[tuple[str, int]]:
+    """What `publish_folder` with these arguments would upload, checked the same way; contacts no hub.
+
+    Returns:
+        `(path in the repo, size in bytes)` of each upload: the card as `README.md` (if any), then `files`.
+
+    Raises:
+        ValueError: as `check_upload`.
+    """
+    folder = check_upload(folder, repo_id, repo_type, files)
+    listing = [(CARD_FILES[repo_type], len(card.encode()))] if card is not None else []
+    return listing + [(repo_path(name, path_in_repo), (folder / name).stat().st_size) for name in files]
+
+
+def publish_folder(
+    folder: str | Path,
+    repo_id: str,
+    repo_type: str,
+    files: Sequence[str],
+    card: str | None,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    path_in_repo: str = "",
+) -> str:
+    """Create `repo_id` on the hub if needed and upload `card` and `files` of `folder` as one commit.
+
+    Everything is checked before the hub is contacted (`check_upload`; `upload_listing` shows the same
+    commit without making it).
+
+    Args:
+        folder: a local folder holding the repo's files.
+        repo_id: `"org/name"`, or `"name"` for the logged-in user's namespace.
+        repo_type: `"dataset"` or `"model"`.
+        files: the files to upload, relative to `folder` (nothing else in it goes up).
+        card: the repo's `README.md` text (uploaded in place of any local one); `None` leaves the repo's
+            card as it is.
+        private: create the repo private (ignored if it exists).
+        token: hub token; `None` uses the logged-in one.
+        commit_message: defaults to `"Upload with hf_ad"`.
+        revision: the branch to commit to (created from the default branch if missing); default: the
+            default branch.
+        create_pr: open a pull request with the commit instead of committing to the branch.
+        path_in_repo: a folder of the repo to put `files` under (e.g. `"evaluation"`); default: the top.
+
+    Returns:
+        The URL of the commit, or of the pull request with `create_pr`.
+
+    Raises:
+        ValueError: a bad `repo_type` or `repo_id`, no such folder, or a file missing from it.
+        HubError: the hub is unreachable or refused the upload (e.g. not logged in).
+    """
+    folder = check_upload(folder, repo_id, repo_type, files)
+    operations = []
+    if card is not None:
+        operations.append(
+            CommitOperationAdd(path_in_repo=CARD_FILES[repo_type], path_or_fileobj=card.encode())
+        )
+    operations += [
+        CommitOperationAdd(path_in_repo=repo_path(name, path_in_repo), path_or_fileobj=folder / name)
+        for name in files
+    ]
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
         commit = api.create_commit(
-            repo_id, operations, commit_message=commit_message or "Upload with hf_ad", repo_type=repo_type
+            repo_id,
+            operations,
+            commit_message=commit_message or "Upload with hf_ad",
+            repo_type=repo_type,
+            revision=revision,
+            create_pr=create_pr,
         )
-    except (HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled, httpx.TransportError) as error:
+    except HUB_FAILURES as error:
         raise HubError(hub_failure_message(repo_id, error)) from error
-    return str(commit.commit_url)
+    return str(commit.pr_url if create_pr and commit.pr_url else commit.commit_url)
 
 
-__all__ = ["HubError", "check_repo_id", "publish_folder"]
+__all__ = ["HubError", "check_repo_id", "check_upload", "publish_folder", "upload_listing"]

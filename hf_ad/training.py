@@ -56,6 +56,8 @@ from accelerate.utils import (
     is_trackio_available,
     set_seed,
 )
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -80,7 +82,7 @@ TRACKERS = ("tensorboard", "trackio")
 # folder moved or copied elsewhere resumes as the same run).
 RESUMABLE_CHANGES = frozenset(
     {"resume", "overwrite", "report_to", "logging_steps", "save_steps", "save_total_limit", "num_workers"}
-    | {"run_name", "eval_steps", "eval_episodes", "eval_seed", "output_dir"}
+    | {"run_name", "eval_steps", "eval_episodes", "eval_seed", "output_dir", "hub_dataset_id"}
 )
 # Optimisation settings a resumed run may change; they apply from the checkpoint's step on (the
 # learning-rate schedule is rebuilt from the step, the clipping norm and precision are read each step).
@@ -120,7 +122,10 @@ class TrainConfig:
     )
     hub_dataset_id: str | None = field(
         default=None,
-        metadata={"help": "Hub id of the dataset for the model card, when --dataset is a local folder."},
+        metadata={
+            "help": "Hub id of the dataset, named in the model card's `datasets:`, when --dataset is a local "
+            "folder (e.g. the repo it was published to); a hub --dataset is recorded as such by itself."
+        },
     )
 
     # --- model: every ADConfig field but the env metadata, which comes from the dataset
@@ -283,6 +288,14 @@ class TrainConfig:
             raise ValueError(
                 f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}"
             )
+        if self.hub_dataset_id is not None:
+            try:
+                validate_repo_id(self.hub_dataset_id)
+            except HFValidationError as error:
+                raise ValueError(
+                    f"hub_dataset_id {self.hub_dataset_id!r} is not a hub dataset id ({error}); give "
+                    "'org/name' (the model card names it), or leave it out for a local dataset"
+                ) from None
         if self.resume and self.overwrite:
             raise ValueError("pass --resume to continue a run or --overwrite to start it over, not both")
         self.trackers()  # validates report_to
@@ -311,7 +324,16 @@ class TrainConfig:
 
     def command(self, program: str = "accelerate launch scripts/train.py") -> str:
         """The command line that reproduces this run (flags that differ from the defaults)."""
-        return command_line(self, program, skip=("resume", "overwrite"))
+        recorded = ("hub_dataset_id",) if self.hub_dataset_id == self.dataset else ()  # by `with_dataset_id`
+        return command_line(self, program, skip=("resume", "overwrite", *recorded))
+
+    def with_dataset_id(self) -> TrainConfig:
+        """This config with `hub_dataset_id` recorded for the model card: `--dataset` itself when it names no
+        local folder (a hub repo, as `load_histories` reads it). Only at train time is it known which one
+        `--dataset` was; a card rendered later, elsewhere, must not take a local path for a hub id."""
+        if self.hub_dataset_id is not None or Path(self.dataset).is_dir():
+            return self
+        return dataclasses.replace(self, hub_dataset_id=self.dataset)
 
 
 def model_field_names() -> tuple[str, ...]:
@@ -898,6 +920,7 @@ def train(cfg: TrainConfig) -> Path:
         NonFiniteLossError: a NaN or infinite loss; the checkpoints on disk are untouched, and the message
             gives the command that continues from the last good one.
     """
+    cfg = cfg.with_dataset_id()
     output_dir = Path(cfg.output_dir)
     if cfg.resume:
         if (final := finished_run(cfg)) is not None:

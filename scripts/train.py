@@ -25,6 +25,12 @@ A folder that holds a run is refused without --resume; --overwrite starts that r
 loss, the error prints the command that continues from the last good checkpoint with a lower learning
 rate (--resume accepts new --learning-rate, --warmup-ratio, --max-grad-norm and --mixed-precision).
 
+Publish `final/` to the hub when the run ends (main process only, after the final save; the card is
+rendered for the repo, as `hf-ad publish --model` does):
+
+    accelerate launch scripts/train.py --dataset data/darkroom-histories --output-dir runs/ad-darkroom \
+        --push-to-hub --hub-model-id org/ad-darkroom
+
 `hf-ad train` takes the same flags and runs in one process. `--help` lists every flag (the model's
 fields included, e.g. `--hidden-size 128 --num-hidden-layers 2`). Each process uses all the CPU
 threads torch gives it: with several CPU processes on one machine, set OMP_NUM_THREADS to the cores
@@ -35,13 +41,11 @@ from __future__ import annotations
 
 import sys
 
-from hf_ad.cli import parse_dataclass
-from hf_ad.training import TrainConfig, train
+from hf_ad.cli import train_and_push
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_dataclass(TrainConfig, sys.argv[1:] if argv is None else argv, prog="scripts/train.py")
-    train(config)
+    train_and_push(sys.argv[1:] if argv is None else argv, prog="scripts/train.py")
     return 0
 
 

@@ -104,3 +104,27 @@ def test_model_card_of_an_incomplete_folder(tmp_path):
         cards.render_model_card(tmp_path, "hf-ad train")
     with pytest.raises(ValueError, match="is not a folder"):
         cards.render_model_card(tmp_path / "nope", "hf-ad train")
+
+
+def _final_of(tmp_path, dataset: str, **train_config) -> Path:
+    final = tmp_path / "ad-tiny" / constants.FINAL_DIR
+    save_tiny_checkpoint(final, [(2, 7)])
+    config = TrainConfig(dataset=dataset, output_dir=str(final.parent), **train_config).to_dict()
+    (final / constants.TRAIN_CONFIG).write_text(json.dumps(config))
+    (final / constants.TRAINER_STATE).write_text(json.dumps(STATE))
+    return final
+
+
+def test_a_moved_local_dataset_is_no_hub_dataset(tmp_path, monkeypatch):
+    """The card is rendered where the run's local dataset is gone (another machine, a published copy)."""
+    final = _final_of(tmp_path, str(tmp_path / "elsewhere" / "histories"))
+    monkeypatch.chdir(tmp_path)
+    card = cards.render_model_card(final, run_command(final), repo_id="org/ad-tiny")
+    assert ModelCard(card).data.datasets is None and str(tmp_path) not in card
+
+
+def test_the_card_names_the_dataset_recorded_at_train_time(tmp_path):
+    final = _final_of(tmp_path, str(tmp_path / "histories"), hub_dataset_id="org/dark-histories")
+    card = cards.render_model_card(final, run_command(final), repo_id="org/ad-tiny")
+    assert ModelCard(card).data.datasets == ["org/dark-histories"]
+    assert "[`org/dark-histories`](/datasets/org/dark-histories)" in card  # a link on the hub

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from datasets import Features, List, Value, load_dataset
+from datasets import Features, List, Value, load_dataset, load_dataset_builder
 
 from hf_ad import cli, constants
 from hf_ad.data import generate, histories
@@ -372,6 +372,40 @@ def test_card_renders_with_yaml_header(folder):
     assert "![learning curve](learning_curve.png)" in card.text
     assert "hf-ad generate --out" in card.text and "--env hf_ad/DarkRoom-v0 --source q_learning" in card.text
     assert (folder / constants.LEARNING_CURVE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _card_dataset_info(folder) -> dict:
+    from huggingface_hub import DatasetCard
+
+    return DatasetCard.load(folder / constants.DATASET_CARD).data.to_dict()["dataset_info"]
+
+
+def test_card_byte_counts_are_what_datasets_computes(folder, tmp_path):
+    """`num_bytes`, `dataset_size`, `download_size`: the numbers `datasets` records preparing the folder."""
+    builder = load_dataset_builder(str(folder), cache_dir=str(tmp_path / "cache"))
+    builder.download_and_prepare()
+    info = _card_dataset_info(folder)
+    assert {s["name"]: s["num_bytes"] for s in info["splits"]} == {
+        name: split.num_bytes for name, split in builder.info.splits.items()
+    }
+    assert (info["dataset_size"], info["download_size"]) == (
+        builder.info.dataset_size,
+        builder.info.download_size,
+    )
+
+
+def test_a_rerun_corrects_the_byte_counts_of_an_older_dataset(folder, copy):
+    """Older hf_ad recorded the table's size before writing (no validity bitmaps): a re-run of the recorded
+    command fixes the metadata and the card, and rewrites no shard."""
+    metadata = _metadata(copy)
+    shards = {p: p.read_bytes() for p in (copy / constants.DATA_DIR).iterdir()}
+    for entry in metadata["shards"]:
+        entry["num_bytes"] = pq.read_table(copy / entry["file"]).combine_chunks().nbytes - 1
+    (copy / constants.HISTORIES_METADATA).write_text(json.dumps(metadata))
+    assert _rerun_recorded_command(folder, copy) == 0
+    assert _metadata(copy) == _metadata(folder)
+    assert _card_dataset_info(copy) == _card_dataset_info(folder)
+    assert {p: p.read_bytes() for p in (copy / constants.DATA_DIR).iterdir()} == shards
 
 
 def test_expert_histories_and_parse_defaults(tmp_path):

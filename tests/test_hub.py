@@ -8,10 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import save_tiny_checkpoint
-from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub import HfApi, ModelCard
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
-from hf_ad import cli, constants, hub
+from hf_ad import ADModel, cli, constants, hub
 from hf_ad.training import TrainConfig
 
 STATE = {"step": 1, "max_steps": 1, "wall_time_s": 1.0, "loss": 1.5, "num_processes": 1}
@@ -36,6 +37,7 @@ def mocked_hub(monkeypatch):
 
     def create_repo(self, repo_id, **kwargs):
         calls.append(("create_repo", repo_id, kwargs))
+        return type("RepoUrl", (), {"repo_id": repo_id})  # what transformers' `push_to_hub` reads
 
     def create_commit(self, repo_id, operations, **kwargs):
         uploaded = {}
@@ -179,7 +181,9 @@ def test_cli_publish_offline_is_one_line(dataset_folder, monkeypatch, capsys):
 def _final_folder(folder, output_dir):
     """A `final/` folder as `hf-ad train` writes it, with a tiny random model and an absolute run path."""
     save_tiny_checkpoint(folder, [(2, 7)])
-    train_config = TrainConfig(dataset="org/dark-histories", output_dir=str(output_dir)).to_dict()
+    train_config = (
+        TrainConfig(dataset="org/dark-histories", output_dir=str(output_dir)).with_dataset_id().to_dict()
+    )
     (folder / constants.TRAIN_CONFIG).write_text(json.dumps(train_config))
     (folder / constants.TRAINER_STATE).write_text(json.dumps(STATE))
     (folder / "returns.png").write_bytes(b"\x89PNG")
@@ -207,3 +211,174 @@ def test_cli_publish_model_needs_a_final_folder(tmp_path, mocked_hub, capsys):
     assert cli.main(["publish", "--model", str(final), "--repo-id", "org/ad-tiny"]) == 2
     assert "missing ['model.safetensors']" in capsys.readouterr().err
     assert mocked_hub == []
+
+
+# --- publish flags: --revision, --commit-message, --create-pr, --dry-run --------------------------------
+
+
+@pytest.fixture
+def mocked_hub_with_branches(mocked_hub, monkeypatch):
+    """`mocked_hub` that also records `create_branch` and answers pull requests with their URL."""
+
+    def create_branch(self, repo_id, **kwargs):
+        mocked_hub.append(("create_branch", repo_id, kwargs))
+
+    create_commit = HfApi.create_commit
+
+    def create_commit_or_pr(self, repo_id, operations, **kwargs):
+        commit = create_commit(self, repo_id, operations, **kwargs)
+        commit.pr_url = "https://example/pr/1" if kwargs.get("create_pr") else None
+        return commit
+
+    monkeypatch.setattr(HfApi, "create_branch", create_branch)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit_or_pr)
+    return mocked_hub
+
+
+def test_cli_publish_to_a_branch_as_a_pull_request(dataset_folder, mocked_hub_with_branches, capsys):
+    argv = ["publish", "--dataset", str(dataset_folder), "--repo-id", "org/dark-experts"]
+    argv += ["--revision", "v2", "--commit-message", "Histories v2", "--create-pr"]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == "https://example/pr/1\n"
+    calls = {name: (repo_id, kwargs) for name, repo_id, kwargs in mocked_hub_with_branches}
+    assert calls["create_branch"] == (
+        "org/dark-experts",
+        {"branch": "v2", "repo_type": "dataset", "exist_ok": True},
+    )
+    commit = calls["create_commit"][1]
+    assert (commit["revision"], commit["create_pr"], commit["commit_message"]) == ("v2", True, "Histories v2")
+
+
+def test_cli_publish_dry_run_lists_exactly_what_publish_uploads(tmp_path, mocked_hub, capsys):
+    final = _final_folder(tmp_path / "ad-tiny" / "final", tmp_path / "ad-tiny")
+    argv = ["publish", "--model", str(final), "--repo-id", "ad-tiny"]
+    assert cli.main([*argv, "--dry-run"]) == 0
+    assert mocked_hub == []  # nothing uploaded, the hub not even contacted
+    header, *rows, total = capsys.readouterr().out.splitlines()
+    assert "model repo 'ad-tiny' (in your namespace)" in header and "rendered for 'ad-tiny'" in header
+    listed = {row.split()[0]: int(row.split()[1].replace(",", "")) for row in rows}
+    assert cli.main(argv) == 0
+    uploaded = mocked_hub[1][2]["files"]
+    assert listed == {name: len(data) for name, data in uploaded.items()}
+    assert total == f"  total {sum(listed.values()):,} bytes. Nothing was uploaded."
+
+
+def test_cli_publish_dry_run_checks_as_publish_does(tmp_path, mocked_hub, capsys):
+    final = _final_folder(tmp_path / "final", tmp_path)
+    (final / "model.safetensors").unlink()
+    assert cli.main(["publish", "--model", str(final), "--repo-id", "org/ad-tiny", "--dry-run"]) == 2
+    assert "missing ['model.safetensors']" in capsys.readouterr().err
+
+
+# --- --push-to-hub: generate, train and evaluate publish when the run ends -------------------------------
+
+TINY_TRAIN = ["--max-steps", "1", "--batch-size", "2", "--save-steps", "0", "--report-to", "none"]
+TINY_TRAIN += ["--hidden-size", "16", "--num-hidden-layers", "1", "--num-attention-heads", "2"]
+TINY_TRAIN += ["--intermediate-size", "32", "--sliding-window", "4"]
+
+
+def test_generate_push_to_hub_publishes_the_dataset(tmp_path, mocked_hub, capsys):
+    folder = tmp_path / "experts"
+    argv = ["generate", "--out", str(folder), "--source", "expert", "--episodes", "1"]
+    argv += [
+        "--histories-per-task",
+        "1",
+        "--push-to-hub",
+        "--hub-dataset-id",
+        "org/experts",
+        "--hub-private-repo",
+    ]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.endswith("https://example/commit/1\n")
+    assert mocked_hub[0] == (
+        "create_repo",
+        "org/experts",
+        {"repo_type": "dataset", "private": True, "exist_ok": True},
+    )
+    uploaded = mocked_hub[1][2]["files"]
+    assert (
+        constants.HISTORIES_METADATA in uploaded
+        and 'load_dataset("org/experts"' in uploaded["README.md"].decode()
+    )
+
+
+def test_train_push_to_hub_publishes_final_as_publish_does(dataset_folder, tmp_path, mocked_hub, monkeypatch):
+    run = tmp_path / "ad-tiny"
+    argv = ["train", "--dataset", str(dataset_folder), "--output-dir", str(run), *TINY_TRAIN]
+    assert cli.main([*argv, "--push-to-hub", "--hub-token", "hf_x"]) == 0
+    assert [(c[0], c[1]) for c in mocked_hub] == [("create_repo", "ad-tiny"), ("create_commit", "ad-tiny")]
+    pushed = mocked_hub[1][2]  # default repo: the run folder's name in the user's namespace
+    assert pushed["commit_message"].startswith("End of training")
+    assert "hf_x" not in (run / constants.TRAIN_CONFIG).read_text()  # the token is never written
+
+    mocked_hub.clear()
+    assert cli.main(["publish", "--model", str(run / constants.FINAL_DIR), "--repo-id", "ad-tiny"]) == 0
+    assert pushed["files"] == mocked_hub[1][2]["files"]  # the same files and card as `hf-ad publish`
+    assert 'from_pretrained("ad-tiny")' in pushed["files"]["README.md"].decode()
+
+    mocked_hub.clear()
+    monkeypatch.setattr(cli, "PartialState", lambda: type("Rank1", (), {"is_main_process": False}))
+    assert cli.main([*argv, "--resume", "--push-to-hub"]) == 0
+    assert mocked_hub == []  # only the main process pushes
+
+
+def test_push_to_hub_checks_the_repo_id_before_the_run(dataset_folder, tmp_path, mocked_hub, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--dataset", str(dataset_folder), "--output-dir", str(run), *TINY_TRAIN]
+    assert cli.main([*argv, "--push-to-hub", "--hub-model-id", "a/b/c"]) == 2
+    assert "'a/b/c' is not a hub repo id" in capsys.readouterr().err and not run.exists()
+    argv = ["evaluate", "--model", "org/ad", "--out", str(tmp_path / "eval"), "--push-to-hub"]
+    assert cli.main(argv) == 2
+    assert "--push-to-hub needs --hub-model-id" in capsys.readouterr().err and mocked_hub == []
+
+
+def test_evaluate_push_to_hub_uploads_the_results_into_evaluation(tmp_path, mocked_hub):
+    final = _final_folder(tmp_path / "ad-tiny" / "final", tmp_path / "ad-tiny")
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", str(final), "--out", str(out), "--source", "none", "--episodes", "2"]
+    argv += ["--seeds", "1", "--num-tasks", "1", "--push-to-hub", "--hub-model-id", "org/ad-tiny"]
+    assert cli.main(argv) == 0
+    assert [(c[0], c[1], c[2]["repo_type"]) for c in mocked_hub] == [
+        ("create_repo", "org/ad-tiny", "model"),
+        ("create_commit", "org/ad-tiny", "model"),
+    ]
+    uploaded = mocked_hub[1][2]["files"]
+    assert set(uploaded) == {"evaluation/results.json", "evaluation/returns.png"}  # the card is left alone
+    assert uploaded["evaluation/results.json"] == (out / constants.RESULTS_JSON).read_bytes()
+
+
+def test_an_unreachable_hub_is_one_line_through_the_real_client(repo_folder, monkeypatch):
+    """No mock: huggingface_hub's own HTTP client (httpx2 in huggingface_hub 2.x) fails to connect."""
+    monkeypatch.setattr(hf_constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(hub.HubError, match="network") as error:
+        hub.publish_folder(repo_folder, "org/name", "dataset", [], "# card\n", token="hf_x")
+    assert "\n" not in str(error.value) and "Nothing was uploaded" in str(error.value)
+
+
+# --- ADModel keeps transformers' own save_pretrained / push_to_hub ----------------------------------------
+
+
+def test_save_pretrained_writes_the_remote_code(tmp_path):
+    save_tiny_checkpoint(tmp_path, [(2, 7)])
+    assert {"config.json", "model.safetensors", *constants.MODEL_CODE} <= {p.name for p in tmp_path.iterdir()}
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map == {"AutoConfig": "configuration_ad.ADConfig", "AutoModel": "modeling_ad.ADModel"}
+
+
+def test_push_to_hub_uploads_the_model_with_its_remote_code(tmp_path, mocked_hub, monkeypatch):
+    def no_card_yet(cls, repo_id, **kwargs):  # a new repo: transformers then writes its default card
+        raise EntryNotFoundError(f"{repo_id} has no README.md")
+
+    monkeypatch.setattr(ModelCard, "load", classmethod(no_card_yet))
+    model = ADModel.from_pretrained(save_tiny_checkpoint(tmp_path, [(2, 7)]))
+    model.push_to_hub("org/ad-tiny", private=True, commit_message="tiny")
+    assert [(c[0], c[1]) for c in mocked_hub] == [
+        ("create_repo", "org/ad-tiny"),
+        ("create_commit", "org/ad-tiny"),
+    ]
+    assert mocked_hub[0][2]["private"] is True and mocked_hub[1][2]["commit_message"] == "tiny"
+    uploaded = mocked_hub[1][2]["files"]
+    assert {"config.json", "model.safetensors", *constants.MODEL_CODE} <= set(uploaded)
+    for name in constants.MODEL_CODE:
+        assert uploaded[name] == (tmp_path / name).read_bytes()

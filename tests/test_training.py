@@ -578,3 +578,15 @@ def test_publish_model_keeps_the_evaluation_and_names_the_repo(dataset_dir, tmp_
     assert 'from_pretrained("org/ad-tiny")' in card.text
     assert CARD_SECTION[0] in card.text and "hf-ad evaluate" in card.text
     assert card.data.eval_results and all(np.isfinite(r.metric_value) for r in card.data.eval_results)
+
+
+def test_the_dataset_hub_id_is_recorded_at_train_time(dataset_dir, tmp_path):
+    """A hub --dataset is recorded as the card's dataset id; a local folder is not (a card rendered later,
+    elsewhere, cannot tell a vanished local path from a hub id)."""
+    hub = TrainConfig(dataset="org/dark-histories", output_dir="run").with_dataset_id()
+    assert hub.hub_dataset_id == "org/dark-histories" and "--hub-dataset-id" not in hub.command()
+    assert TrainConfig(dataset=str(dataset_dir), output_dir="run").with_dataset_id().hub_dataset_id is None
+    final = train(tiny_config(dataset_dir, tmp_path / "run", max_steps=1, hub_dataset_id="org/dark"))
+    assert json.loads((final / constants.TRAIN_CONFIG).read_text())["hub_dataset_id"] == "org/dark"
+    with pytest.raises(ValueError, match="'/data/histories' is not a hub dataset id"):
+        TrainConfig(dataset="d", output_dir="run", hub_dataset_id="/data/histories")

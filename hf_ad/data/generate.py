@@ -33,6 +33,7 @@ from hf_ad.command_line import command_line
 from hf_ad.data.histories import (
     FORMAT_VERSION,
     SPLITS,
+    arrow_num_bytes,
     file_sha256,
     first_non_finite,
     foreign_shards,
@@ -385,7 +386,7 @@ class Generation:
             "file": plan.file,
             "split": plan.split,
             "num_rows": table.num_rows,
-            "num_bytes": table.nbytes,
+            "num_bytes": arrow_num_bytes(path, self.features),  # as `datasets` counts it
             "num_histories": len(plan.tasks),
             "first_history_id": plan.first_history,
             "file_size": path.stat().st_size,
@@ -407,7 +408,7 @@ class Generation:
                 "num_tasks": len(tasks),
                 "num_histories": sum(s["num_histories"] for s in entries),
                 "num_rows": sum(s["num_rows"] for s in entries),
-                "num_bytes": sum(s["num_bytes"] for s in entries),
+                "num_bytes": split_num_bytes(metadata["shards"], split),
                 "num_shards": len(entries),
                 "optimal_return": optimal,
             }
@@ -417,6 +418,11 @@ class Generation:
             entry.pop("episode_return_sum", None)
             entry.pop("episode_return_sq_sum", None)
         metadata["complete"] = True
+
+
+def split_num_bytes(shards: list[dict], split: str) -> int:
+    """The `num_bytes` of a split: the sum over its shards (the card's `dataset_info` split size)."""
+    return sum(s["num_bytes"] for s in shards if s["split"] == split)
 
 
 def learning_curve(shards: list[dict], split: str, episodes: int) -> dict:
@@ -527,10 +533,8 @@ def _repair_damaged_shards(folder: Path, metadata: dict, generation: Generation,
         e["file"]: shard_problem(folder / e["file"], e, schema, verify=True) for e in metadata["shards"]
     }
     damaged = [plan for plan in generation.plans if problems[plan.file] is not None]
-    if not damaged:
-        return
     entries = {entry["file"]: entry for entry in metadata["shards"]}
-    with generation.progress_bar(damaged, progress) as bar:
+    with generation.progress_bar(damaged, progress and bool(damaged)) as bar:
         for plan in damaged:
             logger.warning("regenerating %s: %s", plan.file, problems[plan.file])
             recorded = entries[plan.file]
@@ -542,7 +546,24 @@ def _repair_damaged_shards(folder: Path, metadata: dict, generation: Generation,
                     "versions do not reproduce the dataset; generate it again into a new folder"
                 )
             recorded.update(file_size=fresh["file_size"], sha256=fresh["sha256"])  # older datasets gain them
+    if _refresh_num_bytes(folder, metadata, generation.features):
+        write_dataset_card(folder, metadata)  # its dataset_info sizes come from the metadata
+    elif not damaged:
+        return
     atomic_write_json(folder / constants.HISTORIES_METADATA, metadata)
+
+
+def _refresh_num_bytes(folder: Path, metadata: dict, features: Features) -> bool:
+    """Record every shard's and split's `num_bytes` as `datasets` counts them (`arrow_num_bytes`), where an
+    older hf_ad recorded the size of the table before writing; returns whether any number changed."""
+    changed = False
+    for entry in metadata["shards"]:
+        num_bytes = arrow_num_bytes(folder / entry["file"], features)
+        changed |= entry["num_bytes"] != num_bytes
+        entry["num_bytes"] = num_bytes
+    for split, info in metadata["splits"].items():
+        info["num_bytes"] = split_num_bytes(metadata["shards"], split)
+    return changed
 
 
 def _remove_temporaries(data: Path) -> None:
@@ -566,9 +587,10 @@ def default_source_options(env_id: str, source: str | None = None) -> dict[str, 
     return options
 
 
-def parse_generate_args(argv: list[str], prog: str = "hf-ad generate") -> tuple[GenerateConfig, SourceConfig]:
+def parse_generate_args(argv: list[str], prog: str = "hf-ad generate", extra: tuple = ()) -> tuple[Any, ...]:
     """Parse `hf-ad generate` flags: `GenerateConfig` plus the chosen source's config, whose
-    defaults are the env's default dataset (`DEFAULTS`)."""
+    defaults are the env's default dataset (`DEFAULTS`), plus one instance of each `extra` dataclass
+    (e.g. the command line's hub flags), in that order."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--env", default=constants.DARK_ROOM)
     pre.add_argument("--source", default=None)
@@ -577,10 +599,9 @@ def parse_generate_args(argv: list[str], prog: str = "hf-ad generate") -> tuple[
         raise ValueError(f"--env must be one of {tuple(DEFAULTS)}, got {known.env!r}")
     source = known.source or DEFAULTS[known.env].source
     _, config_cls = SOURCES[source]
-    parser = HfArgumentParser((GenerateConfig, config_cls), prog=prog)
+    parser = HfArgumentParser((GenerateConfig, config_cls, *extra), prog=prog)
     parser.set_defaults(**default_source_options(known.env, source))
-    config, source_config = parser.parse_args_into_dataclasses(args=argv)
-    return config, source_config
+    return tuple(parser.parse_args_into_dataclasses(args=argv))
 
 
 def _episode_length(env) -> int:

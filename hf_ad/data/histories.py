@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features, List, Value, load_dataset
+from datasets.table import table_cast
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
@@ -160,6 +161,22 @@ def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         shape.append(size)
     values = array.to_numpy(zero_copy_only=False)
     return values.reshape(num_rows, *shape)
+
+
+def arrow_num_bytes(path: Path, features: Features) -> int:
+    """The bytes of a parquet shard as `datasets` counts them in `SplitInfo.num_bytes` (and so in
+    `dataset_size`): the Arrow tables its parquet builder reads back from the file, one per batch of the
+    first row group's size, cast to `features` (the validity bitmaps included, which the table written
+    from numpy has none of: `table.nbytes` before writing is less)."""
+    parquet = pq.ParquetFile(path)
+    if parquet.metadata.num_row_groups == 0:
+        return 0
+    batch_size = parquet.metadata.row_group(0).num_rows
+    schema = features.arrow_schema
+    return sum(
+        table_cast(pa.Table.from_batches([batch]), schema).nbytes
+        for batch in parquet.iter_batches(batch_size=batch_size)
+    )
 
 
 def write_shard(path: Path, table: pa.Table) -> None:
