@@ -20,6 +20,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
@@ -111,6 +112,31 @@ def portable_path(path: str, fallback: str | None = None) -> str:
 def portable_command(command: str) -> str:
     """`command` with every absolute path argument made portable (`portable_path`)."""
     return shlex.join(portable_path(part) for part in shlex.split(command))
+
+
+def portable_data(value: Any) -> Any:
+    """JSON data with every absolute path made portable: values, dict keys, and arguments of commands."""
+    if isinstance(value, dict):
+        return {portable_data(key): portable_data(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable_data(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    if os.path.isabs(value):
+        return portable_path(value)
+    try:
+        parts = shlex.split(value) if " " in value else []
+    except ValueError:  # not a command line
+        return value
+    return portable_command(value) if any(os.path.isabs(part) for part in parts) else value
+
+
+def portable_json(path: Path) -> bytes:
+    """The JSON file at `path` as it may be published: absolute local paths made portable, the rest as is
+    (a file without any is returned byte for byte)."""
+    data = json.loads(path.read_text())
+    portable = portable_data(data)
+    return path.read_bytes() if portable == data else (json.dumps(portable, indent=2) + "\n").encode()
 
 
 # --- dataset cards -----------------------------------------------------------------------------------

@@ -295,6 +295,7 @@ def evaluation_upload(folder: Path, repo_id: str) -> tuple[list[str], None]:
     return [constants.RESULTS_JSON, *others], None
 
 
+PORTABLE_JSON = (constants.TRAIN_CONFIG, constants.HISTORIES_METADATA, constants.RESULTS_JSON)
 EVALUATION_MEDIA = (".png", ".mp4", ".gif")  # the plots and replay videos of an evaluation folder
 # kind -> (repo type, folder in the repo, `(folder, repo_id) -> (files, card)`)
 UPLOADS: dict[str, tuple[str, str, Callable[[Path, str], tuple[list[str], str | None]]]] = {
@@ -311,11 +312,20 @@ def upload(kind: str, folder: Path, repo_id: str, options: CommitOptions, dry_ru
         raise ValueError(f"{str(folder)!r} is not a folder")
     repo_type, path_in_repo, files_and_card = UPLOADS[kind]
     files, card = files_and_card(folder, repo_id)
+    # The run's JSON records may hold local absolute paths: they go up portable (`cards.portable_data`).
+    rewritten = {name: cards.portable_json(folder / name) for name in files if name in PORTABLE_JSON}
     if dry_run:
-        listing = hub.upload_listing(folder, repo_id, repo_type, files, card, path_in_repo)
+        listing = hub.upload_listing(folder, repo_id, repo_type, files, card, path_in_repo, rewritten)
         return dry_run_report(repo_id, repo_type, listing, options, with_card=card is not None)
     return hub.publish_folder(
-        folder, repo_id, repo_type, files, card, path_in_repo=path_in_repo, **dataclasses.asdict(options)
+        folder,
+        repo_id,
+        repo_type,
+        files,
+        card,
+        path_in_repo=path_in_repo,
+        rewritten=rewritten,
+        **dataclasses.asdict(options),
     )
 
 

@@ -9,7 +9,7 @@ card to upload as text, so the local folder is never modified by publishing. Car
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi
@@ -121,6 +121,7 @@ def upload_listing(
     files: Sequence[str],
     card: str | None,
     path_in_repo: str = "",
+    rewritten: Mapping[str, bytes] | None = None,
 ) -> list[tuple[str, int]]:
     """What `publish_folder` with these arguments would upload, checked the same way; contacts no hub.
 
@@ -131,8 +132,10 @@ def upload_listing(
         ValueError: as `check_upload`.
     """
     folder = check_upload(folder, repo_id, repo_type, files)
+    rewritten = rewritten or {}
     listing = [(CARD_FILES[repo_type], len(card.encode()))] if card is not None else []
-    return listing + [(repo_path(name, path_in_repo), (folder / name).stat().st_size) for name in files]
+    sizes = [len(rewritten[name]) if name in rewritten else (folder / name).stat().st_size for name in files]
+    return listing + [(repo_path(name, path_in_repo), size) for name, size in zip(files, sizes, strict=True)]
 
 
 def publish_folder(
@@ -147,6 +150,7 @@ def publish_folder(
     revision: str | None = None,
     create_pr: bool = False,
     path_in_repo: str = "",
+    rewritten: Mapping[str, bytes] | None = None,
 ) -> str:
     """Create `repo_id` on the hub if needed and upload `card` and `files` of `folder` as one commit.
 
@@ -167,6 +171,8 @@ def publish_folder(
             default branch.
         create_pr: open a pull request with the commit instead of committing to the branch.
         path_in_repo: a folder of the repo to put `files` under (e.g. `"evaluation"`); default: the top.
+        rewritten: content to upload instead of the local bytes of some of `files` (e.g. JSON with the
+            local absolute paths made portable); the local files are never changed.
 
     Returns:
         The URL of the commit, or of the pull request with `create_pr`.
@@ -181,8 +187,11 @@ def publish_folder(
         operations.append(
             CommitOperationAdd(path_in_repo=CARD_FILES[repo_type], path_or_fileobj=card.encode())
         )
+    rewritten = rewritten or {}
     operations += [
-        CommitOperationAdd(path_in_repo=repo_path(name, path_in_repo), path_or_fileobj=folder / name)
+        CommitOperationAdd(
+            path_in_repo=repo_path(name, path_in_repo), path_or_fileobj=rewritten.get(name, folder / name)
+        )
         for name in files
     ]
     api = HfApi(token=token)

@@ -128,3 +128,21 @@ def test_the_card_names_the_dataset_recorded_at_train_time(tmp_path):
     card = cards.render_model_card(final, run_command(final), repo_id="org/ad-tiny")
     assert ModelCard(card).data.datasets == ["org/dark-histories"]
     assert "[`org/dark-histories`](/datasets/org/dark-histories)" in card  # a link on the hub
+
+
+def test_portable_data_rewrites_absolute_paths_only(tmp_path):
+    record = {
+        "dataset": str(tmp_path / "histories"),
+        "command": f"hf-ad generate --out {tmp_path / 'histories'} --env hf_ad/DarkRoom-v0",
+        "per_checkpoint": {str(tmp_path / "ad" / "final"): 1.5},
+        "note": "a 'quoted phrase with / slashes",
+        "relative": "runs/ad/final",
+        "numbers": [1, 2.5, None],
+    }
+    portable = cards.portable_data(record)
+    assert str(tmp_path) not in json.dumps(portable)
+    assert portable["command"] == "hf-ad generate --out histories --env hf_ad/DarkRoom-v0"
+    assert portable["per_checkpoint"] == {"final": 1.5}
+    assert {key: portable[key] for key in ("note", "relative", "numbers")} == {
+        key: record[key] for key in ("note", "relative", "numbers")
+    }

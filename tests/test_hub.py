@@ -203,6 +203,10 @@ def test_cli_publish_model_uploads_its_files_with_a_card_for_the_repo(tmp_path, 
     }  # fmt: skip
     card = uploaded["README.md"].decode()
     assert 'from_pretrained("org/ad-tiny")' in card and "- org/dark-histories" in card
+    # The run's record goes up without the machine's absolute paths; the local file keeps them.
+    assert str(tmp_path) not in uploaded[constants.TRAIN_CONFIG].decode()
+    assert json.loads(uploaded[constants.TRAIN_CONFIG])["output_dir"] == "ad-tiny"
+    assert json.loads((final / constants.TRAIN_CONFIG).read_text())["output_dir"] == str(tmp_path / "ad-tiny")
 
 
 def test_cli_publish_model_needs_a_final_folder(tmp_path, mocked_hub, capsys):
