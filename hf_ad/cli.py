@@ -17,6 +17,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from hf_ad import cards, constants, hub
+from hf_ad.command_line import FlagHelpFormatter
 from hf_ad.configuration_ad import ADConfig
 from hf_ad.data.generate import generate_histories, parse_generate_args
 from hf_ad.data.histories import validate_histories
@@ -46,7 +47,7 @@ def command(name: str, help: str):
 
 def parse_dataclass(config_cls, argv: list[str], prog: str):
     """Parse `argv` into one `config_cls` instance (fields become --flags)."""
-    parser = HfArgumentParser(config_cls, prog=prog)
+    parser = HfArgumentParser(config_cls, prog=prog, formatter_class=FlagHelpFormatter)
     (config,) = parser.parse_args_into_dataclasses(args=argv)
     return config
 
@@ -97,7 +98,9 @@ def generate(argv: list[str]) -> int:
     return 0
 
 
-@command("train", "train an AD model on a histories dataset, in one process (see scripts/train.py)")
+@command(
+    "train", "train an AD model on a histories dataset (several processes: accelerate launch -m hf_ad train)"
+)
 def train_command(argv: list[str]) -> int:
     print(f"final model written to {train(parse_dataclass(TrainConfig, argv, prog='hf-ad train'))}")
     return 0

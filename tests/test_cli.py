@@ -48,7 +48,30 @@ def test_nothing_in_the_package_imports_the_cli():
     importers = [
         path.relative_to(package).as_posix()
         for path in package.rglob("*.py")
-        if path != Path(cli.__file__)
+        # __main__.py is `python -m hf_ad`: the CLI's own entry point, like the `hf-ad` script.
+        if path not in (Path(cli.__file__), package / "__main__.py")
         and ("hf_ad.cli" in path.read_text() or "from hf_ad import cli" in path.read_text())
     ]
     assert importers == []
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_help_shows_defaults_but_no_default_none(name, capsys):
+    """A required flag (or one whose help says what leaving it out means) gets no "(default: None)"."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text
+    assert "(default: " in text  # a real default is still shown
+
+
+def test_python_m_hf_ad_is_the_command_line(monkeypatch, capsys):
+    """`python -m hf_ad` (what `accelerate launch -m hf_ad train` runs in each process) is `hf-ad`."""
+    import runpy
+
+    monkeypatch.setattr("sys.argv", ["hf_ad", *BAD_TRAIN])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("hf_ad", run_name="__main__")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("hf-ad train: error: max_steps must be a positive integer")
