@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from transformers.utils import logging as transformers_logging
 
 from hf_ad import constants
 from hf_ad.envs import draw_path
@@ -107,7 +106,6 @@ def draw_first_and_last(model: str, goal: tuple[int, int], episodes: int, seed: 
 
 def run_demo(config: DemoConfig, log=print) -> str:
     """Evaluate AD, ED and the source on the held-out goals; returns the text to print."""
-    transformers_logging.disable_progress_bar()  # no "Loading weights" bars between the demo's lines
     evaluation = EvaluateConfig(
         model=[config.model],
         ed_model=[config.ed_model] if config.ed_model else None,

@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from hf_ad import cards, constants, envs
+from hf_ad.agent import quiet_progress_bars
 from hf_ad.command_line import command_line
 from hf_ad.configuration_ad import ADConfig
 from hf_ad.data.histories import load_histories
@@ -403,7 +404,8 @@ def build_model_and_windows(cfg: TrainConfig):
             f"config expects {tuple(model_config.observation_shape)}"
         )
     if cfg.init_from is not None:
-        model = ADModel.from_pretrained(cfg.init_from, config=model_config)
+        with quiet_progress_bars():
+            model = ADModel.from_pretrained(cfg.init_from, config=model_config)
     else:
         model = ADModel(model_config)
     return model.train(), windows

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from conftest import save_tiny_checkpoint
+from transformers.utils import logging as transformers_logging
 
 from hf_ad import constants
 from hf_ad.cli import main
@@ -36,8 +37,10 @@ def test_demo_cli_runs_without_ed_and_source(tmp_path, capsys):
     ad = _tiny_checkpoint(tmp_path / "ad", 0)
     argv = ["demo", "--model", ad, "--ed_model", "none", "--source", "none", "--episodes", "2"]
     assert main([*argv, "--out", str(tmp_path / "demo")]) == 0
-    out = capsys.readouterr().out
-    assert "| episode | AD | oracle |" in out
+    captured = capsys.readouterr()
+    assert "| episode | AD | oracle |" in captured.out
+    assert "Loading weights" not in captured.err
+    assert transformers_logging.is_progress_bar_enabled()  # quiet inside the demo, not for the user after it
 
 
 def test_demo_names_missing_shipped_checkpoints():
