@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from hf_ad import cards, constants, hub
@@ -102,7 +103,9 @@ def generate(argv: list[str]) -> int:
     "train", "train an AD model on a histories dataset (several processes: accelerate launch -m hf_ad train)"
 )
 def train_command(argv: list[str]) -> int:
-    print(f"final model written to {train(parse_dataclass(TrainConfig, argv, prog='hf-ad train'))}")
+    final = train(parse_dataclass(TrainConfig, argv, prog="hf-ad train"))
+    if PartialState().is_main_process:  # once, not once per process of `accelerate launch`
+        print(f"final model written to {final}")
     return 0
 
 

@@ -735,7 +735,8 @@ def save_final(accelerator, model, cfg: TrainConfig, state: dict) -> Path:
     if accelerator.is_main_process:
         tmp = temporary_name(final)
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        with quiet_progress_bars():  # no "Writing model shards" bar under the training bar
+            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
         atomic_write_json(tmp / constants.TRAIN_CONFIG, cfg.to_dict(), sort_keys=True)
         atomic_write_json(tmp / constants.TRAINER_STATE, state, sort_keys=True)
         write_model_card(tmp)

@@ -169,5 +169,7 @@ def test_the_readmes_hf_ad_lines_run_in_order_from_an_empty_folder(tmp_path, mon
         assert status == 0, f"{line!r} failed: {capsys.readouterr().err}"
         ran.append(words[1])
     assert {"generate", "train", "evaluate", "publish"} <= set(ran)
+    err = capsys.readouterr().err  # quiet: no transformers bar from hf_ad's own loads and saves
+    assert "Loading weights" not in err and "Writing model shards" not in err
     assert (tmp_path / "runs" / "eval" / "results.json").is_file()
     assert {"org/ad-darkroom", "org/darkroom-histories"} <= set(mocked_hub)

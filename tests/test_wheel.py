@@ -135,5 +135,6 @@ def test_demo_and_two_process_training_run_from_the_installed_wheel(tmp_path):
     launch = [bin_dir / "python", "-m", "accelerate.commands.launch", *words[2:], *TINY["train"]]
     trained = run(launch, work, {**env, **assignments})
     assert "had defaults used instead" not in trained.stderr
+    assert trained.stdout.count("final model written to") == 1  # by the main process only
     state = json.loads((work / flags[3] / constants.FINAL_DIR / constants.TRAINER_STATE).read_text())
     assert (state["num_processes"], state["step"]) == (2, 2)
