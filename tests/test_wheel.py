@@ -4,8 +4,8 @@ The wheel is built offline (`pip wheel --no-deps --no-build-isolation --no-index
 setuptools) from a copy of the files pyproject names, so the checkout gets no `build/` folder. The slow
 test installs it in a fresh virtual environment that sees the test environment's dependencies through a
 `.pth` line instead of downloading them (the README's `pip install -c constraints.txt WHEEL` does that
-part), then runs `hf-ad demo` and the README's two-process `accelerate launch -m hf_ad train` line from
-an empty folder.
+part), then runs `hf-ad demo` and the README's `accelerate launch -m hf_ad train` lines (one process,
+then two) from an empty folder.
 """
 
 from __future__ import annotations
@@ -99,16 +99,24 @@ def run(command: list, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
     return result
 
 
-def two_process_readme_line() -> tuple[dict[str, str], list[str]]:
-    """The README's two-process training line: its environment assignments and its words."""
-    (line,) = [line for line in bash_lines((ROOT / "README.md").read_text()) if "--num_processes 2" in line]
-    words = command_words(line)
-    assignments = dict(word.split("=", 1) for word in line.split()[: line.split().index(words[0])])
-    return assignments, words
+def readme_launch_lines() -> list[tuple[dict[str, str], list[str]]]:
+    """The README's `accelerate launch` lines: each one's environment assignments and words."""
+    lines = []
+    for line in bash_lines((ROOT / "README.md").read_text()):
+        words = command_words(line)
+        if words[:2] == ["accelerate", "launch"]:
+            lines.append(
+                (dict(word.split("=", 1) for word in line.split()[: line.split().index(words[0])]), words)
+            )
+    return lines
+
+
+def flag_value(words: list[str], flag: str) -> str:
+    return words[words.index(flag) + 1]
 
 
 @pytest.mark.slow
-def test_demo_and_two_process_training_run_from_the_installed_wheel(tmp_path):
+def test_demo_and_accelerate_training_run_from_the_installed_wheel(tmp_path):
     env = clean_env(tmp_path / "home")
     bin_dir = install_in_fresh_venv(build_wheel(tmp_path / "build"), tmp_path / "venv", env)
     work = tmp_path / "work"  # an empty folder: no checkout anywhere near
@@ -124,17 +132,20 @@ def test_demo_and_two_process_training_run_from_the_installed_wheel(tmp_path):
         tmp_path / "venv" / "share" / "hf_ad" / "pretrained" / "ad-darkroom"
     ]
 
-    assignments, words = two_process_readme_line()
-    flags = words[words.index("--dataset") :]
+    launches = readme_launch_lines()
+    assert [flag_value(words, "--num_processes") for _, words in launches] == ["1", "2"]
+    dataset, output_dir = flag_value(launches[0][1], "--dataset"), flag_value(launches[0][1], "--output-dir")
     generate_histories(
-        GenerateConfig(out=str(work / flags[1])),
+        GenerateConfig(out=str(work / dataset)),
         QLearningConfig(histories_per_task=1, episodes=6),
         progress=False,
     )
-    # `accelerate launch` is the accelerate package's `accelerate.commands.launch` module.
-    launch = [bin_dir / "python", "-m", "accelerate.commands.launch", *words[2:], *TINY["train"]]
-    trained = run(launch, work, {**env, **assignments})
-    assert "had defaults used instead" not in trained.stderr
-    assert trained.stdout.count("final model written to") == 1  # by the main process only
-    state = json.loads((work / flags[3] / constants.FINAL_DIR / constants.TRAINER_STATE).read_text())
-    assert (state["num_processes"], state["step"]) == (2, 2)
+    for number, (assignments, words) in enumerate(launches, start=1):
+        # `accelerate launch` is the accelerate package's `accelerate.commands.launch` module; the second
+        # line trains into the same folder as the first, so it starts over.
+        launch = [bin_dir / "python", "-m", "accelerate.commands.launch", *words[2:], *TINY["train"]]
+        trained = run([*launch, "--overwrite"] if number > 1 else launch, work, {**env, **assignments})
+        assert "had defaults used instead" not in trained.stderr
+        assert trained.stdout.count("final model written to") == 1  # by the main process only
+        state = json.loads((work / output_dir / constants.FINAL_DIR / constants.TRAINER_STATE).read_text())
+        assert (state["num_processes"], state["step"]) == (number, 2)
