@@ -27,15 +27,42 @@ the next (the pair is one transition of the stream).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel
+from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import logging as transformers_logging
 
 PROMPT_KEYS = ("observations", "actions", "rewards")
+
+
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """transformers' progress bars (and the hub's, which it switches with them) off inside the block,
+    each restored as it was after it: hf_ad's own `from_pretrained` calls print no "Loading weights" bar,
+    while the user's own calls keep theirs."""
+    if not transformers_logging.is_progress_bar_enabled():
+        yield
+        return
+    hub_bars_were_disabled = are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.enable_progress_bar()
+        if hub_bars_were_disabled:
+            disable_progress_bars()
+
+
+def load_model(path_or_repo_id: str | Path, **kwargs) -> PreTrainedModel:
+    """`AutoModel.from_pretrained(path_or_repo_id, **kwargs)` without its progress bar."""
+    with quiet_progress_bars():
+        return AutoModel.from_pretrained(str(path_or_repo_id), **kwargs)
 
 
 def check_finite(name: str, values: np.ndarray | torch.Tensor, fix: str) -> None:
@@ -170,7 +197,8 @@ class InContextAgent:
         device: str | torch.device | None = None,
         **kwargs,
     ) -> InContextAgent:
-        """Load a checkpoint (local folder or hub repo id) with `AutoModel.from_pretrained` and wrap it.
+        """Load a checkpoint (local folder or hub repo id) with `AutoModel.from_pretrained` (no progress
+        bar: `load_model`) and wrap it.
 
         Args:
             path_or_repo_id: what `AutoModel.from_pretrained` accepts.
@@ -178,7 +206,7 @@ class InContextAgent:
             device: where the model runs (default: where `from_pretrained` put it, the CPU).
             **kwargs: passed to `AutoModel.from_pretrained` (`revision`, `dtype`, `token`, ...).
         """
-        model = AutoModel.from_pretrained(str(path_or_repo_id), **kwargs)
+        model = load_model(path_or_repo_id, **kwargs)
         if device is not None:
             model = model.to(device)
         return cls(model, seed=seed, greedy=greedy)

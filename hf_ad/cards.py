@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from huggingface_hub import DatasetCardData, EvalResult, ModelCard, ModelCardDat
 from safetensors import safe_open
 
 from hf_ad import constants
-from hf_ad.files import atomic_write_text
+from hf_ad.files import atomic_write_text, shipped_roots
 from hf_ad.plotting import Band, save_band_plot
 
 DATASET_CARD_TEMPLATE = "dataset_cards/histories.md"
@@ -52,8 +51,8 @@ EVAL_TASK_NAME = "In-context reinforcement learning (held-out tasks)"  # marks t
 
 
 def template_roots() -> list[Path]:
-    """Folders searched for card templates, first match wins."""
-    return [Path(__file__).resolve().parent.parent, Path(sys.prefix) / "share" / "hf_ad"]
+    """Folders searched for card templates, first match wins (`files.shipped_roots`)."""
+    return shipped_roots()
 
 
 def find_template(template_name: str) -> Path:

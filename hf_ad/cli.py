@@ -20,6 +20,7 @@ from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from hf_ad import cards, constants, hub
+from hf_ad.command_line import FlagHelpFormatter
 from hf_ad.configuration_ad import ADConfig
 from hf_ad.data.generate import generate_histories, parse_generate_args
 from hf_ad.data.histories import validate_histories
@@ -55,7 +56,8 @@ def parse_dataclass(config_cls, argv: list[str], prog: str):
 
 def parse_dataclasses(config_classes: tuple, argv: list[str], prog: str) -> tuple:
     """Parse `argv` into one instance of each of `config_classes` (their fields together are the flags)."""
-    return tuple(HfArgumentParser(config_classes, prog=prog).parse_args_into_dataclasses(args=argv))
+    parser = HfArgumentParser(config_classes, prog=prog, formatter_class=FlagHelpFormatter)
+    return tuple(parser.parse_args_into_dataclasses(args=argv))
 
 
 def _usage() -> str:
@@ -118,9 +120,13 @@ def train_and_push(argv: list[str], prog: str) -> Path:
     return final
 
 
-@command("train", "train an AD model on a histories dataset, in one process (see scripts/train.py)")
+@command(
+    "train", "train an AD model on a histories dataset (several processes: accelerate launch -m hf_ad train)"
+)
 def train_command(argv: list[str]) -> int:
-    print(f"final model written to {train_and_push(argv, prog='hf-ad train')}")
+    final = train_and_push(argv, prog="hf-ad train")
+    if PartialState().is_main_process:  # once, not once per process of `accelerate launch`
+        print(f"final model written to {final}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Run configs back to command lines: the exact command a card or results file records.
+"""Run configs and command lines: the exact command a card or results file records, and the `--help`
+of the parsers that read them back.
 
 A leaf module (standard library only), so that generation, training and evaluation can each
 record how they were run without importing the CLI.
@@ -6,6 +7,7 @@ record how they were run without importing the CLI.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import shlex
 
@@ -34,4 +36,18 @@ def command_line(config, program: str, skip: tuple[str, ...] = (), keep: tuple[s
     return shlex.join(parts)
 
 
-__all__ = ["command_line"]
+class FlagHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` with each flag's default, except where there is none to show.
+
+    Pass it as `HfArgumentParser(..., formatter_class=FlagHelpFormatter)`: argparse's default formatter
+    appends "(default: None)" to required flags and to optional ones whose help already says what
+    leaving them out means; this one appends the default only when it is a value.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+__all__ = ["FlagHelpFormatter", "command_line"]

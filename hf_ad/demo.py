@@ -5,7 +5,10 @@ runs every held-out goal for `--episodes` episodes in one batch with frozen weig
 algorithm (tabular Q-learning) from scratch on the same goals, and prints the return by episode of AD,
 ED and the source next to the oracle. Then it draws one goal's path in the room at the first and at
 the last episode, and writes a PNG of the learning curves (and `results.json`) to `--out`.
-Offline: everything it loads ships with the project.
+
+Offline-first: the shipped checkpoints travel with the package (a checkout's `pretrained/`, or
+`share/hf_ad/pretrained/` of a `pip install` of the wheel); only where neither is present does the demo
+load them by hub repo id (`PRETRAINED_REPO_IDS`).
 """
 
 from __future__ import annotations
@@ -15,17 +18,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from transformers.utils import logging as transformers_logging
 
 from hf_ad import constants
 from hf_ad.envs import draw_path
 from hf_ad.evaluation import EvaluateConfig, evaluate
+from hf_ad.files import shipped_roots
 from hf_ad.rollout import InContextRLPipeline
 
-# The shipped checkpoints live next to the package in a checkout (`make demo` runs from one); shown
-# relative to the working directory.
-PRETRAINED_DIR = Path(os.path.relpath(Path(__file__).resolve().parent.parent / "pretrained"))
+PRETRAINED = "pretrained"  # the shipped checkpoints' folder under each of `files.shipped_roots()`
+# Where the release is published (`hf-ad publish --model pretrained/NAME --repo-id ID`): the demo's
+# fallback for an install that carries no local copy.
+PRETRAINED_REPO_IDS = {"ad-darkroom": "hf-ad/ad-darkroom", "ed-darkroom": "hf-ad/ed-darkroom"}
 TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def shipped_checkpoint(name: str) -> str:
+    """The shipped checkpoint `name` (a key of `PRETRAINED_REPO_IDS`): its local folder, first match of
+    `files.shipped_roots()` (relative to the working directory when inside it), else its hub repo id."""
+    for root in shipped_roots():
+        folder = root / PRETRAINED / name
+        if (folder / constants.MODEL_CONFIG).is_file():
+            return display_path(folder)
+    return PRETRAINED_REPO_IDS[name]
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the working directory when inside it, else absolute."""
+    path, cwd = path.resolve(), Path.cwd().resolve()
+    return os.path.relpath(path, cwd) if path.is_relative_to(cwd) else str(path)
 
 
 @dataclass
@@ -33,11 +53,11 @@ class DemoConfig:
     """Options of `hf-ad demo`."""
 
     model: str = field(
-        default=str(PRETRAINED_DIR / "ad-darkroom"),
+        default_factory=lambda: shipped_checkpoint("ad-darkroom"),
         metadata={"help": "AD checkpoint: a folder or a hub repo id (default: the shipped Dark Room model)."},
     )
     ed_model: str | None = field(
-        default=str(PRETRAINED_DIR / "ed-darkroom"),
+        default_factory=lambda: shipped_checkpoint("ed-darkroom"),
         metadata={"help": "ED checkpoint for comparison; 'none' skips it."},
     )
     source: str = field(
@@ -55,13 +75,6 @@ class DemoConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes!r}")
         if self.ed_model in ("none", ""):
             self.ed_model = None
-        for name in ("model", "ed_model"):
-            path = getattr(self, name)
-            if path is not None and path.startswith(str(PRETRAINED_DIR)) and not Path(path).is_dir():
-                raise ValueError(
-                    f"{name}={path!r} does not exist: the shipped checkpoints are missing from this checkout "
-                    "(run `make reproduce` to rebuild them, or pass --model FOLDER_OR_REPO_ID)"
-                )
 
 
 def returns_table(results: dict) -> str:
@@ -107,7 +120,6 @@ def draw_first_and_last(model: str, goal: tuple[int, int], episodes: int, seed: 
 
 def run_demo(config: DemoConfig, log=print) -> str:
     """Evaluate AD, ED and the source on the held-out goals; returns the text to print."""
-    transformers_logging.disable_progress_bar()  # no "Loading weights" bars between the demo's lines
     evaluation = EvaluateConfig(
         model=[config.model],
         ed_model=[config.ed_model] if config.ed_model else None,

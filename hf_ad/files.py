@@ -1,4 +1,5 @@
 """Atomic file writes: a reader never sees a half-written file, and a crash never loses the old one.
+Also where the files the project ships besides the package (card templates, checkpoints) are found.
 
 Every file hf_ad writes (shards, metadata, cards, plots, results, checkpoints' JSON) goes through
 `atomic_path`: the content is written to a temporary name in the same folder, flushed to disk with
@@ -12,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import site
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +91,15 @@ def replace_folder(tmp: str | Path, folder: str | Path) -> None:
     fsync_path(Path(folder).parent)
 
 
+def shipped_roots() -> list[Path]:
+    """Folders that may hold the files shipped beside the package (`model_cards/`, `dataset_cards/`,
+    `pretrained/`), searched in this order: the checkout around the package (a source checkout or an
+    editable install), then `share/hf_ad/` under the prefix a wheel was installed into (pyproject's
+    `data-files`), for the environment and for `pip install --user`."""
+    installed = [Path(prefix) / "share" / "hf_ad" for prefix in (sys.prefix, site.getuserbase())]
+    return [Path(__file__).resolve().parent.parent, *installed]
+
+
 __all__ = [
     "atomic_path",
     "atomic_write_bytes",
@@ -95,5 +107,6 @@ __all__ = [
     "atomic_write_text",
     "fsync_path",
     "replace_folder",
+    "shipped_roots",
     "temporary_name",
 ]

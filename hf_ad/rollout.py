@@ -41,7 +41,7 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from hf_ad import constants
-from hf_ad.agent import PROMPT_KEYS, InContextAgent, check_prompt
+from hf_ad.agent import PROMPT_KEYS, InContextAgent, check_prompt, load_model
 from hf_ad.envs import make_vector_env, optimal_return
 from hf_ad.spaces import check_spaces
 
@@ -337,7 +337,7 @@ class InContextRLPipeline(Pipeline):
                 any, else the CPU).
             **kwargs: passed to `AutoModel.from_pretrained` (`revision`, `dtype`, `token`, ...).
         """
-        model = AutoModel.from_pretrained(str(path_or_repo_id), **kwargs)
+        model = load_model(path_or_repo_id, **kwargs)
         return cls(model=model, task=constants.PIPELINE_TASK, device=device)
 
     def __call__(self, tasks: Sequence | None = None, envs=None, **kwargs) -> RolloutResult:

@@ -1,9 +1,11 @@
-"""Train an Algorithm Distillation model on a histories dataset with Accelerate.
+r"""Train an Algorithm Distillation model on a histories dataset with Accelerate.
 
 One code path for one CPU process, several CPU processes or many GPUs:
 
-    accelerate launch scripts/train.py --dataset data/darkroom-histories --output-dir runs/ad-darkroom
     hf-ad train --dataset data/darkroom-histories --output-dir runs/ad-darkroom     # one process
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+        --mixed_precision no --dynamo_backend no -m hf_ad train \
+        --dataset data/darkroom-histories --output-dir runs/ad-darkroom             # two CPU processes
 
 What a run writes under `--output-dir`:
 
@@ -63,6 +65,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from hf_ad import cards, constants, envs
+from hf_ad.agent import quiet_progress_bars
 from hf_ad.command_line import command_line
 from hf_ad.configuration_ad import ADConfig
 from hf_ad.data.histories import load_histories
@@ -76,6 +79,7 @@ from hf_ad.spaces import check_spaces, config_kwargs_from_spaces
 logger = logging.getLogger(__name__)
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+TRAIN_PROGRAM = "hf-ad train"  # a one-process run's command (see `launch_program`)
 TRACKERS = ("tensorboard", "trackio")
 # Fields that may differ between a run and its resumption: they do not change what is computed.
 # Fields that never stop a resume: logging, saving, evaluation, and where the run folder lives (a run
@@ -322,7 +326,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def command(self, program: str = "accelerate launch scripts/train.py") -> str:
+    def command(self, program: str = TRAIN_PROGRAM) -> str:
         """The command line that reproduces this run (flags that differ from the defaults)."""
         recorded = ("hub_dataset_id",) if self.hub_dataset_id == self.dataset else ()  # by `with_dataset_id`
         return command_line(self, program, skip=("resume", "overwrite", *recorded))
@@ -426,7 +430,8 @@ def build_model_and_windows(cfg: TrainConfig):
             f"config expects {tuple(model_config.observation_shape)}"
         )
     if cfg.init_from is not None:
-        model = ADModel.from_pretrained(cfg.init_from, config=model_config)
+        with quiet_progress_bars():
+            model = ADModel.from_pretrained(cfg.init_from, config=model_config)
     else:
         model = ADModel(model_config)
     return model.train(), windows
@@ -715,12 +720,20 @@ def resume_changes(
 # --- final model and its card -----------------------------------------------------------------------
 
 
-def launch_program(num_processes: int, device: str) -> str:
-    """The `accelerate launch` prefix that starts `num_processes` training processes on `device`."""
+def launch_program(num_processes: int, device: str, mixed_precision: str = "no") -> str:
+    """The command before the flags that starts `num_processes` training processes on `device`.
+
+    One process is `hf-ad train`; several are `accelerate launch ... -m hf_ad train` with every launcher
+    value accelerate would otherwise fill in (and warn about) written out. Both run from an installed
+    package: no checkout needed.
+    """
     if num_processes == 1:
-        return "accelerate launch scripts/train.py"
+        return TRAIN_PROGRAM
     cpu = "ACCELERATE_USE_CPU=1 " if device == "cpu" else ""
-    return f"{cpu}accelerate launch --multi_gpu --num_processes {num_processes} scripts/train.py"
+    return (
+        f"{cpu}accelerate launch --multi_gpu --num_processes {num_processes} --num_machines 1 "
+        f"--mixed_precision {mixed_precision} --dynamo_backend no -m hf_ad train"
+    )
 
 
 def run_command(folder: str | Path) -> str:
@@ -728,7 +741,10 @@ def run_command(folder: str | Path) -> str:
     folder = cards.check_final_folder(folder)
     train_config = TrainConfig(**json.loads((folder / constants.TRAIN_CONFIG).read_text()))
     state = json.loads((folder / constants.TRAINER_STATE).read_text())
-    return train_config.command(launch_program(state.get("num_processes", 1), state.get("device", "cpu")))
+    program = launch_program(
+        state.get("num_processes", 1), state.get("device", "cpu"), train_config.mixed_precision
+    )
+    return train_config.command(program)
 
 
 def write_model_card(folder: str | Path, repo_id: str | None = None) -> str:
@@ -752,7 +768,8 @@ def save_final(accelerator, model, cfg: TrainConfig, state: dict) -> Path:
     if accelerator.is_main_process:
         tmp = temporary_name(final)
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        with quiet_progress_bars():  # no "Writing model shards" bar under the training bar
+            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
         atomic_write_json(tmp / constants.TRAIN_CONFIG, cfg.to_dict(), sort_keys=True)
         atomic_write_json(tmp / constants.TRAINER_STATE, state, sort_keys=True)
         write_model_card(tmp)
@@ -1009,7 +1026,8 @@ def train(cfg: TrainConfig) -> Path:
                 try:
                     metrics = train_step(model, batch, optimizer, scheduler, accelerator, cfg.max_grad_norm)
                 except NonFiniteLossError as err:
-                    program = launch_program(accelerator.num_processes, accelerator.device.type)
+                    # The advised command continues in full precision.
+                    program = launch_program(accelerator.num_processes, accelerator.device.type, "no")
                     raise NonFiniteLossError(_non_finite_message(cfg, step + 1, str(err), program)) from err
                 window_losses.append(metrics["loss"])
             step += 1

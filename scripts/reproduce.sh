@@ -24,7 +24,7 @@ mkdir -p "$OUT"
 
 train() {  # train DATASET NAME: two processes, log in $OUT/NAME.log
     ACCELERATE_USE_CPU=1 "$BIN/accelerate" launch --multi_gpu --num_processes 2 --num_machines 1 \
-        --mixed_precision no --dynamo_backend no scripts/train.py \
+        --mixed_precision no --dynamo_backend no -m hf_ad train \
         --dataset "$1" --output-dir "$OUT/$2" "${TRAIN_ARGS[@]}" > "$OUT/$2.log" 2>&1 \
         || { tail -n 20 "$OUT/$2.log"; exit 1; }
 }

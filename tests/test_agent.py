@@ -175,3 +175,16 @@ def test_the_readmes_agent_loop_runs_and_matches_the_pipeline(capsys, monkeypatc
     returns = pipe(envs=[gym.make(constants.DARK_ROOM, goal=(1, 7))], num_episodes=50, seed=0).returns[0]
     assert (first, last) == (round(returns[:10].mean(), 1), round(returns[-10:].mean(), 1))
     assert last > first  # it learns in context
+
+
+def test_hf_ads_loaders_print_no_loading_bar_and_leave_the_users_bars_on(folder, capsys):
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
+
+    InContextAgent.from_pretrained(folder)
+    InContextRLPipeline.from_pretrained(folder, device="cpu")
+    assert "Loading weights" not in capsys.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()
+    AutoModel.from_pretrained(folder)  # the user's own call keeps transformers' bar
+    assert "Loading weights" in capsys.readouterr().err

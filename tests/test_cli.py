@@ -39,3 +39,25 @@ def test_argparse_errors_and_unknown_commands_exit_2(capsys):
     assert exit_info.value.code == 2
     assert cli.main(["no-such-command"]) == 2
     assert "unknown command 'no-such-command'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_help_shows_defaults_but_no_default_none(name, capsys):
+    """A required flag (or one whose help says what leaving it out means) gets no "(default: None)"."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text
+    assert "(default: " in text  # a real default is still shown
+
+
+def test_python_m_hf_ad_is_the_command_line(monkeypatch, capsys):
+    """`python -m hf_ad` (what `accelerate launch -m hf_ad train` runs in each process) is `hf-ad`."""
+    import runpy
+
+    monkeypatch.setattr("sys.argv", ["hf_ad", *BAD_TRAIN])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("hf_ad", run_name="__main__")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("hf-ad train: error: max_steps must be a positive integer")

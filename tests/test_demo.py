@@ -1,13 +1,16 @@
 """`hf-ad demo`: AD vs ED vs the source on held-out goals, the table, the paths, the PNG."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import save_tiny_checkpoint
+from transformers.utils import logging as transformers_logging
 
 from hf_ad import constants
+from hf_ad import demo as demo_module
 from hf_ad.cli import main
-from hf_ad.demo import PRETRAINED_DIR, DemoConfig, returns_table, run_demo
+from hf_ad.demo import DemoConfig, returns_table, run_demo, shipped_checkpoint
 from hf_ad.envs import optimal_return
 
 TASKS = [(0, 0), (6, 2)]
@@ -36,12 +39,31 @@ def test_demo_cli_runs_without_ed_and_source(tmp_path, capsys):
     ad = _tiny_checkpoint(tmp_path / "ad", 0)
     argv = ["demo", "--model", ad, "--ed_model", "none", "--source", "none", "--episodes", "2"]
     assert main([*argv, "--out", str(tmp_path / "demo")]) == 0
-    out = capsys.readouterr().out
-    assert "| episode | AD | oracle |" in out
+    captured = capsys.readouterr()
+    assert "| episode | AD | oracle |" in captured.out
+    assert "Loading weights" not in captured.err
+    assert transformers_logging.is_progress_bar_enabled()  # quiet inside the demo, not for the user after it
 
 
-def test_demo_names_missing_shipped_checkpoints():
-    with pytest.raises(ValueError, match="make reproduce"):
-        DemoConfig(model=str(PRETRAINED_DIR / "no-such-model"))
+def test_bad_demo_options_are_named():
     with pytest.raises(ValueError, match="episodes must be >= 1, got 0"):
         DemoConfig(model="org/ad", ed_model="none", episodes=0)
+
+
+def test_the_shipped_checkpoints_are_found_offline_first(tmp_path, monkeypatch):
+    """The checkout's copy, else a wheel install's `share/hf_ad/pretrained/`, else the hub id."""
+    checkout, installed = tmp_path / "checkout", tmp_path / "prefix" / "share" / "hf_ad"
+    monkeypatch.setattr(demo_module, "shipped_roots", lambda: [checkout, installed])
+    monkeypatch.chdir(tmp_path)
+    assert shipped_checkpoint("ad-darkroom") == demo_module.PRETRAINED_REPO_IDS["ad-darkroom"]
+    _tiny_checkpoint(installed / "pretrained" / "ad-darkroom", 0)
+    assert shipped_checkpoint("ad-darkroom") == "prefix/share/hf_ad/pretrained/ad-darkroom"
+    _tiny_checkpoint(checkout / "pretrained" / "ad-darkroom", 0)
+    assert DemoConfig().model == "checkout/pretrained/ad-darkroom"
+    assert DemoConfig().ed_model == demo_module.PRETRAINED_REPO_IDS["ed-darkroom"]
+
+
+def test_the_checkouts_shipped_checkpoints_come_first(monkeypatch):
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    assert (DemoConfig().model, DemoConfig().ed_model) == ("pretrained/ad-darkroom", "pretrained/ed-darkroom")

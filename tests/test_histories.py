@@ -169,6 +169,25 @@ def test_interrupted_generation_is_no_dataset_and_resumes_to_the_same_one(folder
     assert len(calls) == 3
 
 
+def test_the_progress_bar_counts_the_rows_stored(tmp_path, monkeypatch):
+    """The bar ends at the dataset's rows, not at the transitions played (`keep_every` times as many)."""
+    bars = []
+
+    class RecordingBar(generate.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(generate, "tqdm", RecordingBar)
+    config = GenerateConfig(out=str(tmp_path / "histories"), tasks="all", learners_per_shard=SHARD)
+    source = QLearningConfig(histories_per_task=1, episodes=EPISODES, keep_every=KEEP_EVERY, seed=3)
+    rows = sum(
+        split["num_rows"] for split in _metadata(generate_histories(config, source))["splits"].values()
+    )
+    (bar,) = bars
+    assert (bar.unit, bar.total, bar.n) == ("row", rows, rows)
+
+
 def test_a_stop_while_moving_into_place_resumes_there(folder, tmp_path, monkeypatch):
     out = tmp_path / "moving"
     real_write_card = generate.write_dataset_card

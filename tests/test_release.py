@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from local_hub import hub_env, serve_local_hub  # noqa: E402
 
-from hf_ad.demo import PRETRAINED_DIR  # noqa: E402
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
 RELEASE = {
     "org/ad-darkroom": (PRETRAINED_DIR / "ad-darkroom", "model"),

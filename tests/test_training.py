@@ -335,9 +335,9 @@ def test_the_command_advised_after_a_nan_loss_finishes_the_run(dataset_dir, tmp_
     with pytest.raises(NonFiniteLossError):  # the same settings hit it again
         train(dataclasses.replace(cfg, resume=True))
     command = shlex.split(str(error.value).splitlines()[-1])
-    assert command[:3] == ["accelerate", "launch", "scripts/train.py"] and "--resume" in command
+    assert command[:2] == ["hf-ad", "train"] and "--resume" in command
     reset_accelerate_state()  # the command starts a new process
-    final = train(parse_dataclass(TrainConfig, command[3:], prog="test"))
+    final = train(parse_dataclass(TrainConfig, command[2:], prog="test"))
     state = json.loads((final / constants.TRAINER_STATE).read_text())
     assert state["step"] == 8
     changes = {"learning_rate": [3e-4, 3e-5], "mixed_precision": ["bf16", "no"]}
@@ -483,11 +483,11 @@ def test_two_processes_see_different_data_and_end_with_identical_weights(dataset
         np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
     final = tmp_path / "run" / constants.FINAL_DIR
     assert json.loads((final / constants.TRAINER_STATE).read_text())["num_processes"] == 2
-    # The card's command starts two CPU processes again.
+    # The card's command starts two CPU processes again, from an installed package.
     assert (
-        "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 scripts/train.py"
-        in (final / constants.MODEL_CARD).read_text()
-    )
+        "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 "
+        "--mixed_precision no --dynamo_backend no -m hf_ad train --dataset"
+    ) in (final / constants.MODEL_CARD).read_text()
     final_weights = weights(final)
     for name, value in final_weights.items():
         np.testing.assert_array_equal(value, rank0[name], err_msg=name)

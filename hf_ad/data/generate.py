@@ -29,7 +29,7 @@ from transformers import HfArgumentParser
 
 from hf_ad import constants, envs
 from hf_ad.cards import write_dataset_card
-from hf_ad.command_line import command_line
+from hf_ad.command_line import FlagHelpFormatter, command_line
 from hf_ad.data.histories import (
     FORMAT_VERSION,
     SPLITS,
@@ -330,12 +330,13 @@ class Generation:
             "complete": False,
         }
 
-    def transitions(self, plans: list[ShardPlan]) -> int:
-        """Transitions the learners of `plans` play (before subsampling): the progress bar's unit."""
-        return sum(len(p.tasks) for p in plans) * self.source_config.episodes * self.episode_length
+    def stored_rows(self, plans: list[ShardPlan]) -> int:
+        """Rows the shards of `plans` hold (the kept episodes' transitions): the progress bar's total."""
+        kept_episodes = math.ceil(self.source_config.episodes / self.source_config.keep_every)
+        return sum(len(p.tasks) for p in plans) * kept_episodes * self.episode_length
 
-    def run_shard(self, plan: ShardPlan, on_block=None) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        """Run one batch of learners.
+    def run_shard(self, plan: ShardPlan, on_kept=None) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """Run one batch of learners; `on_kept(block)` is called with each episode that is stored.
 
         Returns:
             (table of the kept episodes, per-episode sums of the returns, per-episode sums of squares).
@@ -356,8 +357,8 @@ class Generation:
             return_sq_sum[block.episode] = np.square(returns).sum()
             if block.episode % source_config.keep_every == 0:
                 kept.append(block)
-            if on_block is not None:
-                on_block(block)
+                if on_kept is not None:
+                    on_kept(block)
         if len(kept) != math.ceil(source_config.episodes / source_config.keep_every):
             raise RuntimeError(
                 f"source {self.config.source_name!r} yielded {len(kept)} kept episodes for shard {plan.file}"
@@ -380,7 +381,7 @@ class Generation:
     def write_shard(self, path: Path, plan: ShardPlan, bar: tqdm) -> dict:
         """Run the shard of `plan`, write it to `path`; returns its metadata entry (with the return
         sums the learning curve needs, which the complete metadata drops)."""
-        table, return_sum, return_sq_sum = self.run_shard(plan, on_block=lambda b: bar.update(b.actions.size))
+        table, return_sum, return_sq_sum = self.run_shard(plan, on_kept=lambda b: bar.update(b.actions.size))
         write_shard(path, table)
         return {
             "file": plan.file,
@@ -396,8 +397,10 @@ class Generation:
         }
 
     def progress_bar(self, plans: list[ShardPlan], progress: bool) -> tqdm:
-        total = self.transitions(plans)
-        return tqdm(total=total, unit="transition", unit_scale=True, disable=not progress, desc="generate")
+        """A bar over the rows the shards of `plans` will store (the learners play `keep_every` times as
+        many transitions)."""
+        total = self.stored_rows(plans)
+        return tqdm(total=total, unit="row", unit_scale=True, disable=not progress, desc="generate")
 
     def complete(self, metadata: dict) -> None:
         """Fill in the per-split summary and learning curves once every shard is written."""
@@ -456,7 +459,7 @@ def generate_histories(
         config: what to generate and where.
         source_config: the source's config (an instance of `SOURCES[config.source_name][1]`);
             defaults to that class with the env's default sizes (`DEFAULTS`).
-        progress: show a tqdm progress bar (transitions).
+        progress: show a tqdm progress bar over the rows stored.
 
     Raises:
         ValueError: the folder is not empty and no histories dataset, holds a dataset of another
@@ -491,7 +494,7 @@ def _generate_staged(folder: Path, journal: dict | None, generation: Generation,
         for plan in generation.plans:
             if plan.file in staged:
                 metadata["shards"].append(staged[plan.file])
-                bar.update(generation.transitions([plan]))
+                bar.update(generation.stored_rows([plan]))
                 continue
             metadata["shards"].append(generation.write_shard(staging / plan.file, plan, bar))
             atomic_write_json(staging / constants.HISTORIES_METADATA, metadata)
@@ -599,7 +602,9 @@ def parse_generate_args(argv: list[str], prog: str = "hf-ad generate", extra: tu
         raise ValueError(f"--env must be one of {tuple(DEFAULTS)}, got {known.env!r}")
     source = known.source or DEFAULTS[known.env].source
     _, config_cls = SOURCES[source]
-    parser = HfArgumentParser((GenerateConfig, config_cls, *extra), prog=prog)
+    parser = HfArgumentParser(
+        (GenerateConfig, config_cls, *extra), prog=prog, formatter_class=FlagHelpFormatter
+    )
     parser.set_defaults(**default_source_options(known.env, source))
     return tuple(parser.parse_args_into_dataclasses(args=argv))
 
