@@ -61,7 +61,12 @@ def command_words(line: str) -> list[str]:
 
 
 # The run config each `hf-ad` command parses (generate's comes with its source's: `parse_generate_args`).
-CONFIGS = {"train": TrainConfig, "evaluate": EvaluateConfig, "publish": cli.PublishConfig, "demo": DemoConfig}
+CONFIGS = {
+    "train": (TrainConfig, cli.ModelPushArgs),
+    "evaluate": (EvaluateConfig, cli.ModelPushArgs),
+    "publish": (cli.PublishConfig,),
+    "demo": (DemoConfig,),
+}
 
 
 def unknown_flags(command: str, args: list[str]) -> list[str]:
@@ -69,7 +74,7 @@ def unknown_flags(command: str, args: list[str]) -> list[str]:
     not built, so paths that exist only after earlier lines do not matter)."""
     if command == "generate":
         try:
-            parse_generate_args(args)
+            parse_generate_args(args, extra=(cli.DatasetPushArgs,))
         except ValueError as error:  # HfArgumentParser: "Some specified arguments are not used ..."
             return [str(error)]
         return []
@@ -144,12 +149,14 @@ def mocked_hub(monkeypatch):
 
     class Commit:
         commit_url = "https://example/commit/1"
+        pr_url = "https://example/pr/1"
 
     def create_commit(self, repo_id, operations, **kwargs):
         commits[repo_id] = sorted(op.path_in_repo for op in operations)
         return Commit()
 
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: None)
+    monkeypatch.setattr(HfApi, "create_branch", lambda self, repo_id, **kwargs: None)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     return commits
 
