@@ -103,10 +103,10 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
-@command("evaluate", "AD vs ED vs the source from scratch on held-out tasks: results.json, plot, card")
+@command("evaluate", "AD vs ED vs the source from scratch on held-out tasks: results.json, plot (and card)")
 def evaluate_command(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results = evaluate(parse_dataclass(EvaluateConfig, argv, prog="hf-ad evaluate"))
+    results = evaluate(parse_dataclass(EvaluateConfig, argv, prog="hf-ad evaluate"), progress=True)
     print("\n".join(summary_lines(results)))
     return 0
 
