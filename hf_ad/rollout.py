@@ -37,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from tqdm.auto import tqdm
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -88,21 +89,30 @@ class RolloutResult:
 # --- inputs -------------------------------------------------------------------------------------
 
 
+def autoreset_mode(env: VectorEnv) -> AutoresetMode:
+    """The autoreset mode of a vector env (gymnasium's default, `NEXT_STEP`, when its metadata has none)."""
+    return env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+
+
 def as_vector_env(envs: VectorEnv | Sequence[gym.Env]) -> VectorEnv:
     """Wrap a list of gymnasium envs as a same-step-autoreset vector env (a vector env passes through).
+
+    A vector env may reset its sub-envs in the same step an episode ends (`SAME_STEP`, e.g. hf_ad's
+    native envs) or on the next step (`NEXT_STEP`, gymnasium's default, e.g.
+    `gymnasium.make_vec(env_id, num_envs=N, vectorization_mode="sync")`): `rollout` plays the reset step
+    of the latter outside the agent's context (see `play_reset_step`).
 
     Raises:
         ValueError: empty list, an entry that is not a `gymnasium.Env`, the same env object twice (its
             sub-envs would step one env in turn and never end their episodes together), or a vector env
-            whose autoreset mode is not `SAME_STEP` (the other modes drop or delay an action at every
-            episode end).
+            whose autoreset mode is `DISABLED` (nothing would start the next episodes).
     """
     if isinstance(envs, VectorEnv):
-        mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-        if mode != AutoresetMode.SAME_STEP:
+        mode = autoreset_mode(envs)
+        if mode not in (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP):
             raise ValueError(
-                f"envs must reset in the same step an episode ends, got autoreset_mode={mode}; build the "
-                "vector env with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP, or pass a list"
+                f"envs must reset their episodes themselves, got autoreset_mode={mode}; build the vector env "
+                "with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP, or pass a list of envs"
             )
         return envs
     envs = list(envs) if isinstance(envs, Sequence) else envs
@@ -205,6 +215,29 @@ def check_episodes_end(steps_in_episode: np.ndarray, limit: int) -> None:
         )
 
 
+def play_reset_step(env: VectorEnv, done: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Play the reset step of a `NEXT_STEP` vector env after its episodes ended; return the new episodes'
+    first observations.
+
+    Such an env returns the last observation of an episode when it ends, and starts the next episode on
+    the following `step`, ignoring that step's action. The rollout plays that step here, outside the
+    agent's context, so the stream holds exactly the transitions of a same-step-autoreset env.
+
+    Raises:
+        RuntimeError: only some sub-envs ended their episodes (the others would take a step the agent
+            never chose).
+    """
+    if not done.all():
+        raise RuntimeError(
+            f"sub-envs {np.flatnonzero(done).tolist()} of {len(done)} ended an episode on their own: a "
+            "vector env that resets on the next step (autoreset_mode=NEXT_STEP) works only when every "
+            "episode ends on the same step for all sub-envs; pass the envs as a list, or build the vector "
+            "env with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP"
+        )
+    observations, *_ = env.step(actions)  # the actions are ignored: every sub-env resets
+    return observations
+
+
 def rollout(
     model,
     env: VectorEnv,
@@ -216,12 +249,14 @@ def rollout(
     context_length: int | None = None,
     return_trajectories: bool = False,
     max_episode_steps: int | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, Trajectories | None]:
     """Play `num_episodes` episodes in every sub-env of `env`, an `InContextAgent` acting in context.
 
     Args:
         model: an `ADModel` (put in eval mode; the weights are not changed).
-        env: a same-step-autoreset vector env whose spaces match the model's config.
+        env: a vector env whose spaces match the model's config, same-step or next-step autoreset
+            (see `as_vector_env`).
         num_episodes: episodes per sub-env.
         seed: seeds the env reset and the action sampling.
         sample: sample actions from the softmax (`False`: greedy).
@@ -230,6 +265,7 @@ def rollout(
         return_trajectories: also return every transition.
         max_episode_steps: the most steps an episode may last before the rollout stops with an error
             (an env that never ends an episode would run forever); default `episode_step_limit(env, config)`.
+        progress: show a tqdm bar over the episodes (those every sub-env has finished).
 
     Returns:
         `(returns, trajectories)`: `(B, num_episodes)` float64 returns and the trajectories or `None`.
@@ -246,26 +282,31 @@ def rollout(
     steps_in_episode = np.zeros(env.num_envs, dtype=np.int64)
     record: list[tuple[np.ndarray, ...]] = []
 
+    next_step = autoreset_mode(env) == AutoresetMode.NEXT_STEP
     obs, _ = env.reset(seed=seed)
-    while agent.episodes.min() < num_episodes:
-        episode = agent.episodes.copy()
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        reward = np.asarray(reward, dtype=np.float32)
-        done = np.logical_or(terminated, truncated)
-        agent.observe(reward, done)
-        if return_trajectories:
-            record.append((np.array(obs), action, np.where(episode < num_episodes, episode, -1), reward))
-        running_return += reward
-        steps_in_episode += 1
-        ended = np.flatnonzero(done)
-        counted = ended[episode[ended] < num_episodes]
-        returns[counted, episode[counted]] = running_return[counted]
-        running_return[ended] = 0.0
-        steps_in_episode[ended] = 0
-        if limit is not None:
-            check_episodes_end(steps_in_episode, limit)
-        obs = next_obs
+    with tqdm(total=num_episodes, unit="episode", desc="in-context RL", disable=not progress) as bar:
+        while agent.episodes.min() < num_episodes:
+            episode = agent.episodes.copy()
+            action = agent.act(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            reward = np.asarray(reward, dtype=np.float32)
+            done = np.logical_or(terminated, truncated)
+            agent.observe(reward, done)
+            if return_trajectories:
+                record.append((np.array(obs), action, np.where(episode < num_episodes, episode, -1), reward))
+            running_return += reward
+            steps_in_episode += 1
+            ended = np.flatnonzero(done)
+            counted = ended[episode[ended] < num_episodes]
+            returns[counted, episode[counted]] = running_return[counted]
+            running_return[ended] = 0.0
+            steps_in_episode[ended] = 0
+            if limit is not None:
+                check_episodes_end(steps_in_episode, limit)
+            if next_step and ended.size:
+                next_obs = play_reset_step(env, done, action)
+            obs = next_obs
+            bar.update(min(int(agent.episodes.min()), num_episodes) - bar.n)
 
     trajectories = None
     if return_trajectories:
@@ -309,6 +350,7 @@ class InContextRLPipeline(Pipeline):
         max_episode_steps (`int`, *optional*): the most steps an episode may last; a stream that plays
             more without its env ending the episode stops the rollout with an error (an env without a time
             limit would run forever). Default: the envs' `spec.max_episode_steps`, else the model's env's.
+        progress (`bool`, defaults to `False`): show a tqdm bar over the episodes.
 
     Returns:
         `RolloutResult`.
@@ -354,6 +396,7 @@ class InContextRLPipeline(Pipeline):
         use_cache: bool | None = None,
         context_length: int | None = None,
         max_episode_steps: int | None = None,
+        progress: bool | None = None,
     ):
         preprocess, forward, postprocess = {}, {}, {}
         if prompt is not None:
@@ -367,6 +410,7 @@ class InContextRLPipeline(Pipeline):
             ("use_cache", use_cache),
             ("context_length", context_length),
             ("max_episode_steps", max_episode_steps),
+            ("progress", progress),
         ):
             if value is not None:
                 forward[name] = value
@@ -422,6 +466,7 @@ class InContextRLPipeline(Pipeline):
         use_cache: bool = True,
         context_length: int | None = None,
         max_episode_steps: int | None = None,
+        progress: bool = False,
     ) -> dict:
         if (
             isinstance(num_episodes, bool)
@@ -442,6 +487,7 @@ class InContextRLPipeline(Pipeline):
                 context_length=context_length,
                 return_trajectories=return_trajectories,
                 max_episode_steps=max_episode_steps,
+                progress=progress,
             )
         finally:
             if inputs["owns_env"]:  # user-provided envs stay open: they are the user's
@@ -471,8 +517,10 @@ __all__ = [
     "RolloutResult",
     "Trajectories",
     "as_vector_env",
+    "autoreset_mode",
     "check_prompt",
     "episode_step_limit",
+    "play_reset_step",
     "prompt_from_histories",
     "register_pipeline",
     "rollout",
