@@ -154,7 +154,8 @@ def model_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
     card for `repo_id` (evaluation kept)."""
     cards.check_final_folder(folder)
     ADConfig.from_pretrained(folder)  # the folder loads
-    files = [*cards.FINAL_FOLDER_FILES, *constants.MODEL_CODE, *sorted(p.name for p in folder.glob("*.png"))]
+    code = [name for name in constants.REMOTE_CODE if (folder / name).is_file()]  # older folders: fewer
+    files = [*cards.FINAL_FOLDER_FILES, *code, *sorted(p.name for p in folder.glob("*.png"))]
     return files, cards.render_model_card(folder, run_command(folder), repo_id=repo_id)
 
 

@@ -12,7 +12,10 @@ result = pipe(num_episodes=100, seed=0)  # the checkpoint's held-out tasks
 result.returns  # np.ndarray [num_tasks, num_episodes]
 ```
 
-It is also the `"in-context-rl"` task of `transformers.pipeline` (registered on `import hf_ad`).
+It is also the `"in-context-rl"` task of `transformers.pipeline` (registered on `import hf_ad`). Every
+checkpoint ships this file (with `agent.py`, `spaces.py`, `constants.py`) and names it in its config's
+`custom_pipelines`, so `transformers.pipeline("in-context-rl", model=repo, trust_remote_code=True)` also
+runs where hf_ad is not installed; there the envs come from the caller (`envs=`), not from `tasks=`.
 The pipeline and `rollout` are loops around `hf_ad.agent.InContextAgent`, which owns the context; use
 the agent directly to drive your own env loop.
 
@@ -41,10 +44,17 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from hf_ad import constants
-from hf_ad.agent import PROMPT_KEYS, InContextAgent, check_prompt
-from hf_ad.envs import make_vector_env, optimal_return
-from hf_ad.spaces import check_spaces
+# Relative imports only (and hf_ad.envs as an option): this file also ships with every checkpoint as the
+# remote code of `transformers.pipeline("in-context-rl", model=repo, trust_remote_code=True)`, which
+# fetches the files it imports relatively and runs where hf_ad is not installed.
+from .agent import PROMPT_KEYS, InContextAgent, check_prompt
+from .constants import ACTION, EPISODE, HISTORY_ID, OBSERVATION, PIPELINE_TASK, REWARD
+from .spaces import check_spaces
+
+try:  # building envs from tasks: hf_ad's envs, absent where only the remote code runs (then: envs=[...])
+    from hf_ad.envs import make_vector_env, optimal_return
+except ImportError:
+    make_vector_env = optimal_return = None
 
 
 @dataclass
@@ -146,8 +156,8 @@ def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes:
     single = np.ndim(history_ids) == 0
     ids = [int(history_ids)] if single else [int(i) for i in history_ids]
     table = histories.with_format("numpy")
-    column_ids = table[constants.HISTORY_ID][:]  # (rows,) numpy
-    column_episodes = table[constants.EPISODE][:]
+    column_ids = table[HISTORY_ID][:]  # (rows,) numpy
+    column_episodes = table[EPISODE][:]
     keep_episode = (
         np.ones(len(column_ids), bool) if episodes is None else np.isin(column_episodes, list(episodes))
     )
@@ -162,9 +172,9 @@ def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes:
         selected = table.select(rows)
         parts.append(
             {
-                "observations": np.asarray(selected[constants.OBSERVATION][:]),
-                "actions": np.asarray(selected[constants.ACTION][:], dtype=np.int64),
-                "rewards": np.asarray(selected[constants.REWARD][:], dtype=np.float32),
+                "observations": np.asarray(selected[OBSERVATION][:]),
+                "actions": np.asarray(selected[ACTION][:], dtype=np.int64),
+                "rewards": np.asarray(selected[REWARD][:], dtype=np.float32),
             }
         )
     lengths = {len(part["actions"]) for part in parts}
@@ -380,7 +390,7 @@ class InContextRLPipeline(Pipeline):
             **kwargs: passed to `AutoModel.from_pretrained` (`revision`, `dtype`, `token`, ...).
         """
         model = AutoModel.from_pretrained(str(path_or_repo_id), **kwargs)
-        return cls(model=model, task=constants.PIPELINE_TASK, device=device)
+        return cls(model=model, task=PIPELINE_TASK, device=device)
 
     def __call__(self, tasks: Sequence | None = None, envs=None, **kwargs) -> RolloutResult:
         # One request, never a list: transformers' Pipeline treats a list input as a batch of requests.
@@ -428,6 +438,11 @@ class InContextRLPipeline(Pipeline):
         if envs is None:
             if config.env_id is None:
                 raise ValueError("the checkpoint's config has no env_id: pass envs=[...] to roll out")
+            if make_vector_env is None:
+                raise ValueError(
+                    f"playing tasks of {config.env_id} needs hf_ad's envs, and hf_ad is not installed here: "
+                    "pass envs=[gymnasium envs] (or a gymnasium VectorEnv), or `pip install hf_ad`"
+                )
             tasks = [tuple(task) for task in (config.test_tasks if tasks is None else tasks)]
             if not tasks:
                 raise ValueError(
@@ -506,9 +521,9 @@ class InContextRLPipeline(Pipeline):
 
 def register_pipeline() -> None:
     """Register `InContextRLPipeline` as the transformers pipeline task `"in-context-rl"`."""
-    if constants.PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+    if PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
         PIPELINE_REGISTRY.register_pipeline(
-            constants.PIPELINE_TASK, pipeline_class=InContextRLPipeline, pt_model=AutoModel
+            PIPELINE_TASK, pipeline_class=InContextRLPipeline, pt_model=AutoModel
         )
 
 
