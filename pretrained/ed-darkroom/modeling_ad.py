@@ -300,12 +300,16 @@ class ADModel(ADPreTrainedModel):
         this file without them saves the model alone.
         """
         code = [Path(__file__).with_name(name) for name in PIPELINE_CODE]
-        if all(path.is_file() for path in code):
-            os.makedirs(save_directory, exist_ok=True)
-            for path in code:
-                shutil.copyfile(path, Path(save_directory) / path.name)
-            self.config.custom_pipelines = CUSTOM_PIPELINES
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        if not all(path.is_file() for path in code):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        os.makedirs(save_directory, exist_ok=True)
+        for path in code:
+            shutil.copyfile(path, Path(save_directory) / path.name)
+        self.config.custom_pipelines = CUSTOM_PIPELINES  # for config.json only: a config loaded where
+        try:  # hf_ad is installed drops it (see ADConfig.__post_init__), and so does the model in memory
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            del self.config.custom_pipelines
 
     def new_cache(self) -> SlidingWindowCache:
         """An empty KV cache for streaming; it holds at most `config.sliding_window` transitions per layer.
