@@ -97,17 +97,22 @@ def test_readme_table_is_the_shipped_evaluation():
         assert row.split(" | ")[1:] == [*cells[:-1], cells[-1] + " |"], (method, row)
 
 
-def test_release_loads_by_repo_id_through_a_local_hub(tmp_path):
-    with serve_local_hub(RELEASE, tmp_path / "hub") as endpoint:
+def run_client(script: str, repos: dict[str, tuple[Path, str]], workdir: Path) -> dict:
+    """Run a client script against `repos` served by a local hub; returns the JSON of its last line."""
+    with serve_local_hub(repos, workdir / "hub") as endpoint:
         result = subprocess.run(
-            [sys.executable, "-c", CLIENT],
-            env=hub_env(endpoint, tmp_path / "home"),
+            [sys.executable, "-c", script],
+            env=hub_env(endpoint, workdir / "home"),
             capture_output=True,
             text=True,
             timeout=300,
         )
     assert result.returncode == 0, result.stderr[-3000:]
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_release_loads_by_repo_id_through_a_local_hub(tmp_path):
+    loaded = run_client(CLIENT, RELEASE, tmp_path)
     assert loaded["model"] == "ADModel"
     assert loaded["remote"] == "ADModel"
     assert loaded["returns_shape"] == [loaded["num_test_tasks"], 2]
@@ -172,16 +177,7 @@ def test_remote_pipeline_runs_where_hf_ad_cannot_be_imported(tmp_path):
         "org/ad-darkroom": RELEASE["org/ad-darkroom"],
         "org/tiny-frozen-lake": (tmp_path / "frozen-lake", "model"),
     }
-    with serve_local_hub(repos, tmp_path / "hub") as endpoint:
-        result = subprocess.run(
-            [sys.executable, "-c", REMOTE_PIPELINE_CLIENT],
-            env=hub_env(endpoint, tmp_path / "home"),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    assert result.returncode == 0, result.stderr[-3000:]
-    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    remote = run_client(REMOTE_PIPELINE_CLIENT, repos, tmp_path)
     assert not remote["hf_ad"]
     assert remote["returns"] == expected.returns.tolist()
     assert remote["actions"] == expected.trajectories.actions.tolist()
