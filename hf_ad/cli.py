@@ -130,7 +130,7 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
-@command("evaluate", "AD vs ED vs the source from scratch on held-out tasks: results.json, plot, card")
+@command("evaluate", "AD vs ED vs the source from scratch on held-out tasks: results.json, plot (and card)")
 def evaluate_command(argv: list[str]) -> int:
     """`hf-ad evaluate`. With `--push-to-hub --hub-model-id ID`, the evaluation folder's results.json, plots
     and videos go to the model repo `ID` under `evaluation/` (the model card links them there), and the
@@ -141,7 +141,7 @@ def evaluate_command(argv: list[str]) -> int:
     config, push = parse_dataclasses((EvaluateConfig, ModelPushArgs), argv, prog="hf-ad evaluate")
     if push.push_to_hub and push.hub_model_id is None:
         raise ValueError("--push-to-hub needs --hub-model-id: the model repo that gets the evaluation folder")
-    results = evaluate(config)
+    results = evaluate(config, progress=True)
     print("\n".join(summary_lines(results)))
     push.push("evaluation", Path(config.out))
     return 0
@@ -288,7 +288,8 @@ def model_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
     card for `repo_id` (evaluation kept)."""
     cards.check_final_folder(folder)
     ADConfig.from_pretrained(folder)  # the folder loads
-    files = [*cards.FINAL_FOLDER_FILES, *constants.MODEL_CODE, *sorted(p.name for p in folder.glob("*.png"))]
+    code = [name for name in constants.REMOTE_CODE if (folder / name).is_file()]  # older folders: fewer
+    files = [*cards.FINAL_FOLDER_FILES, *code, *sorted(p.name for p in folder.glob("*.png"))]
     return files, cards.render_model_card(folder, run_command(folder), repo_id=repo_id)
 
 

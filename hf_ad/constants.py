@@ -34,7 +34,11 @@ STAGING_DIR = ".hf_ad_staging"  # an unfinished generation; hidden, so `datasets
 LEARNING_CURVE_PNG = "learning_curve.png"
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "model.safetensors"
-MODEL_CODE = ("configuration_ad.py", "modeling_ad.py")  # the remote code `save_pretrained` copies
+# The remote code `ADModel.save_pretrained` copies next to the weights: the model's (with what it imports
+# relatively) and the in-context RL pipeline's (config.json `custom_pipelines`), byte for byte hf_ad's files.
+MODEL_CODE = ("configuration_ad.py", "modeling_ad.py", "constants.py")
+PIPELINE_CODE = ("rollout.py", "agent.py", "spaces.py")
+REMOTE_CODE = MODEL_CODE + PIPELINE_CODE
 TRAIN_CONFIG = "train_config.json"
 RESULTS_JSON = "results.json"
 RESULTS_PNG = "returns.png"
@@ -43,5 +47,6 @@ FINAL_DIR = "final"
 TRAINER_STATE = "trainer_state.json"  # step, wall time, loss: in each checkpoint and in final/
 LOGS_DIR = "logs"
 
-# Pipeline task name (transformers.pipeline).
+# Pipeline task name (transformers.pipeline), and the config.json entry that names the shipped pipeline.
 PIPELINE_TASK = "in-context-rl"
+CUSTOM_PIPELINES = {PIPELINE_TASK: {"impl": "rollout.InContextRLPipeline", "pt": ["AutoModel"]}}

@@ -128,7 +128,6 @@ def run_demo(config: DemoConfig, log=print) -> str:
         seeds=1,
         seed=config.seed,
         out=config.out,
-        update_cards=False,
     )
     results = evaluate(evaluation, log=log)
     goal = tuple(results["tasks"][0])

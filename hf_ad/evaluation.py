@@ -13,9 +13,11 @@ the number `n` of its runs, as in the paper's figures (mean ± 1 std). The evalu
 are played as one batch (tasks x seeds streams at once), each stream with its own env seed; the source's
 seed i runs with seed `seed + i`.
 
-Writes to `out`: `results.json` (every curve, the oracle's and the random policy's returns, and summary
-numbers over episode ranges), `returns.png` (return vs. episode, ±1 std bands, the oracle line), and fills
-the `model-index` and an evaluation table in each local checkpoint's model card (`README.md`).
+Every checkpoint, the output folder and the source are checked before the first rollout, so a typo fails
+in a second with the flag and the value named. Writes to `out`: `results.json` (every curve, the oracle's
+and the random policy's returns, and summary numbers over episode ranges) and `returns.png` (return vs.
+episode, ±1 std bands, the oracle line); with `update_card` it also fills the `model-index` and an
+evaluation table in each local checkpoint's model card (`README.md`), which it never touches otherwise.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from hf_ad import constants
@@ -43,6 +48,7 @@ from hf_ad.sources import SOURCE_NAMES, SOURCES
 
 logger = logging.getLogger(__name__)
 
+PAPER_SEEDS = 20  # evaluation seeds per checkpoint in the paper's figures
 # Episode ranges (1-based, inclusive) summarised in results.json and the model card: early, the paper's
 # "episode 200" point, plus the last 100 episodes (added per run, clipped to the episodes played).
 SUMMARY_RANGES = ((1, 10), (41, 50), (191, 200))
@@ -72,7 +78,8 @@ class EvaluateConfig:
     )
     episodes: int = field(default=1000, metadata={"help": "Episodes per task and run (the paper: 1000)."})
     seeds: int = field(
-        default=5, metadata={"help": "Evaluation seeds: runs per checkpoint (and of the source)."}
+        default=PAPER_SEEDS,
+        metadata={"help": "Evaluation seeds: runs per checkpoint (and of the source); the paper's 20."},
     )
     seed: int = field(
         default=0, metadata={"help": "Base seed of the envs, the action sampling and the source."}
@@ -87,8 +94,12 @@ class EvaluateConfig:
     device: str | None = field(
         default=None, metadata={"help": "Torch device of the models (default: GPU if any)."}
     )
-    update_cards: bool = field(
-        default=True, metadata={"help": "Write the measured numbers into each local checkpoint's model card."}
+    update_card: bool = field(
+        default=False,
+        metadata={
+            "help": "Write the measured numbers into each local checkpoint's model card (README.md); "
+            "without it no card is touched."
+        },
     )
 
     def __post_init__(self):
@@ -176,23 +187,31 @@ def held_out_tasks(path: str, model_config: Any, num_tasks: int | None = None) -
     return tasks
 
 
-def stream_returns(path: str, tasks: list[tuple], config: EvaluateConfig) -> np.ndarray:
+def stream_returns(
+    path: str, tasks: list[tuple], config: EvaluateConfig, progress: bool = False
+) -> np.ndarray:
     """Play one AD/ED checkpoint on `tasks` for every evaluation seed.
 
     Returns the `(seeds * tasks, episodes)` seed-major returns of every stream (one task, one evaluation
-    seed).
+    seed). `progress` shows a bar over the episodes.
     """
     pipe = InContextRLPipeline.from_pretrained(path, device=config.device)
     # All seeds in one batch: stream (i, task) is evaluation seed i; every stream has its own env seed.
     result = pipe(
-        tasks=tasks * config.seeds, num_episodes=config.episodes, seed=config.seed, sample=not config.greedy
+        tasks=tasks * config.seeds,
+        num_episodes=config.episodes,
+        seed=config.seed,
+        sample=not config.greedy,
+        progress=progress,
     )
     return result.returns
 
 
-def evaluate_checkpoint(path: str, tasks: list[tuple], config: EvaluateConfig) -> np.ndarray:
+def evaluate_checkpoint(
+    path: str, tasks: list[tuple], config: EvaluateConfig, progress: bool = False
+) -> np.ndarray:
     """Run one AD/ED checkpoint on `tasks` for every evaluation seed: `(seeds, episodes)` run scores."""
-    return runs_from_returns(stream_returns(path, tasks, config), config.seeds)
+    return runs_from_returns(stream_returns(path, tasks, config, progress), config.seeds)
 
 
 def recorded_source(model_path: str) -> tuple[str, dict] | None:
@@ -227,29 +246,39 @@ def resolve_source(config: EvaluateConfig, env_id: str) -> tuple[str, dict] | No
     return (DEFAULTS[env_id].source if env_id in DEFAULTS else FALLBACK_SOURCE), {}
 
 
+def source_run_config(name: str, options: dict, episodes: int, seed: int):
+    """The config of one source run learning from scratch: the recorded `options` (those the source knows)
+    with `episodes`, `seed`, one history per task and every episode kept."""
+    config_cls = SOURCES[name][1]
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    overrides = {"episodes": episodes, "seed": seed, "histories_per_task": 1, "keep_every": 1}
+    return config_cls(**{**{k: v for k, v in options.items() if k in names}, **overrides})
+
+
 def evaluate_source(
-    name: str, options: dict, env_id: str, env_kwargs: dict, tasks: list[tuple], config: EvaluateConfig
+    name: str,
+    options: dict,
+    env_id: str,
+    env_kwargs: dict,
+    tasks: list[tuple],
+    config: EvaluateConfig,
+    progress: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """The source algorithm learning every task from scratch, one learner per task and seed.
 
     Returns `(seeds, episodes)` run scores and the source config used. The learners of seed i run in one
-    batch whose randomness comes from `seed + i`.
+    batch whose randomness comes from `seed + i`. `progress` shows one bar over every seed's episodes.
     """
-    learn, config_cls = SOURCES[name]
-    names = {f.name for f in dataclasses.fields(config_cls)}
+    learn = SOURCES[name][0]
     runs = []
-    for i in range(config.seeds):
-        overrides = {
-            "episodes": config.episodes,
-            "seed": config.seed + i,
-            "histories_per_task": 1,
-            "keep_every": 1,
-        }
-        source_config = config_cls(**{**{k: v for k, v in options.items() if k in names}, **overrides})
-        returns = np.zeros((len(tasks), config.episodes))
-        for block in learn(env_id, list(tasks), source_config, env_kwargs=dict(env_kwargs)):
-            returns[:, block.episode] = block.returns
-        runs.append(returns.mean(axis=0))
+    with tqdm(total=config.seeds * config.episodes, unit="episode", desc=name, disable=not progress) as bar:
+        for i in range(config.seeds):
+            source_config = source_run_config(name, options, config.episodes, config.seed + i)
+            returns = np.zeros((len(tasks), config.episodes))
+            for block in learn(env_id, list(tasks), source_config, env_kwargs=dict(env_kwargs)):
+                returns[:, block.episode] = block.returns
+                bar.update()
+            runs.append(returns.mean(axis=0))
     return np.stack(runs), dataclasses.asdict(source_config) | {
         "seed": [config.seed + i for i in range(config.seeds)]
     }
@@ -258,16 +287,67 @@ def evaluate_source(
 # --- the evaluation -------------------------------------------------------------------------------
 
 
-def check_same_env(paths: list[str]) -> Any:
-    """Load every checkpoint's config and check they share one env (id and kwargs), before any rollout.
+def checkpoint_flags(config: EvaluateConfig) -> list[tuple[str, str]]:
+    """`(flag, path_or_repo_id)` of every checkpoint to evaluate, AD first."""
+    return [("--model", path) for path in config.model] + [
+        ("--ed-model", path) for path in config.ed_model or []
+    ]
+
+
+def is_repo_id(value: str) -> bool:
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_checkpoint(flag: str, value: str) -> None:
+    """Refuse a checkpoint that is neither a local checkpoint folder nor a hub repo id, naming `flag`.
+
+    `value` is a local path when it exists, when its first folder exists (`pretrained/ad-typo`) or when it
+    cannot be a repo id (`runs/ad/final`); a path must be a folder holding `config.json`. Anything else is
+    a repo id, whose config is loaded next (`load_checkpoint_config`).
+
+    Raises:
+        ValueError: naming the flag, the value and what to pass instead.
+    """
+    path = Path(value)
+    if not (path.exists() or Path(path.parts[0]).is_dir() or not is_repo_id(value)):
+        return
+    if not (path / constants.MODEL_CONFIG).is_file():
+        problem = f"has no {constants.MODEL_CONFIG}" if path.is_dir() else "is not a folder"
+        raise ValueError(
+            f"{flag} {value!r} {problem}: pass a checkpoint folder (the final/ folder written by "
+            "`hf-ad train`) or a hub repo id org/name"
+        )
+
+
+def load_checkpoint_config(flag: str, value: str) -> Any:
+    """The config of a checkpoint (local folder or hub repo id); a load failure names `flag` and `value`.
+
+    Raises:
+        ValueError: the folder or repo holds no loadable config (or the hub cannot be reached).
+    """
+    check_checkpoint(flag, value)
+    try:
+        return AutoConfig.from_pretrained(value)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{flag} {value!r}: cannot load its config: {' '.join(str(error).split())}"
+        ) from error
+
+
+def check_same_env(checkpoints: list[tuple[str, str]]) -> Any:
+    """Load every checkpoint's config (`(flag, path)` pairs) and check they share one env (id and kwargs).
 
     Returns:
         The config of the first checkpoint.
 
     Raises:
-        ValueError: a checkpoint without an env id, or two checkpoints of different envs.
+        ValueError: a checkpoint that is not one, one without an env id, or two checkpoints of different envs.
     """
-    configs = {path: AutoConfig.from_pretrained(path) for path in paths}
+    configs = {path: load_checkpoint_config(flag, path) for flag, path in checkpoints}
     first_path, first = next(iter(configs.items()))
     if first.env_id is None:
         raise ValueError(f"{first_path!r} has no env_id in its config: it cannot be evaluated on its env")
@@ -281,15 +361,63 @@ def check_same_env(paths: list[str]) -> Any:
     return first
 
 
-def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -> dict:
-    """Evaluate AD (and ED and the source) on the held-out tasks; write results, the plot and the cards.
+def check_out(out: str) -> None:
+    """Refuse an output folder that cannot be written: an existing file, or under a file or read-only folder.
+
+    Raises:
+        ValueError: naming `--out`, the value and the blocking path.
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out!r} is a file: pass a folder for results.json and returns.png")
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out!r} cannot be created: {str(existing)!r} is not a writable folder")
+
+
+def check_source(source: tuple[str, dict], env_id: str, env_kwargs: dict, task: tuple) -> None:
+    """Refuse a source that cannot learn the env: one learner plays one episode of `task` (milliseconds).
+
+    Raises:
+        ValueError: naming `--source`, the source and the env.
+    """
+    name, options = source
+    learn = SOURCES[name][0]
+    try:
+        next(iter(learn(env_id, [task], source_run_config(name, options, 1, 0), env_kwargs=dict(env_kwargs))))
+    except ValueError as error:
+        raise ValueError(
+            f"--source {name} cannot learn {env_id}: {error}; pass another --source or --source none"
+        ) from error
+
+
+def evaluate(
+    config: EvaluateConfig, log: Callable[[str], None] = logger.info, progress: bool = False
+) -> dict:
+    """Evaluate AD (and ED and the source) on the held-out tasks; write the results and the plot, and the
+    cards with `config.update_card`.
+
+    Every input is checked before the first rollout: the checkpoints (`check_same_env`), the output folder
+    (`check_out`) and the source (`check_source`).
+
+    Args:
+        config: what to evaluate.
+        log: where the progress lines go.
+        progress: show a progress bar over the episodes of each run (one bar at a time; the CLI's default).
 
     Returns:
         The content of `results.json`.
+
+    Raises:
+        ValueError: a checkpoint, the output folder or the source that cannot be used, named with its flag.
     """
-    model_config = check_same_env(config.model + (config.ed_model or []))
+    model_config = check_same_env(checkpoint_flags(config))
     env_id, env_kwargs = model_config.env_id, dict(model_config.env_kwargs)
     tasks = held_out_tasks(config.model[0], model_config, config.num_tasks)
+    check_out(config.out)
+    source = resolve_source(config, env_id)
+    if source is not None:
+        check_source(source, env_id, env_kwargs, tasks[0])
 
     methods: dict[str, dict] = {}
     per_checkpoint: dict[str, dict[str, dict]] = {}
@@ -297,7 +425,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
         runs = []
         for path in paths:
             log(f"{method}: {path} on {len(tasks)} tasks x {config.seeds} seeds, {config.episodes} episodes")
-            checkpoint_runs = evaluate_checkpoint(path, tasks, config)
+            checkpoint_runs = evaluate_checkpoint(path, tasks, config, progress)
             per_checkpoint.setdefault(method, {})[path] = curve_stats(checkpoint_runs)
             runs.append(checkpoint_runs)
         if runs:
@@ -307,11 +435,10 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
                 **curve_stats(np.concatenate(runs)),
             }
 
-    source = resolve_source(config, env_id)
     if source is not None:
         name, options = source
         log(f"source: {name} learning from scratch on {len(tasks)} tasks x {config.seeds} seeds")
-        runs, source_config = evaluate_source(name, options, env_id, env_kwargs, tasks, config)
+        runs, source_config = evaluate_source(name, options, env_id, env_kwargs, tasks, config, progress)
         methods["source"] = {"label": f"{name} (from scratch)", "source": name, "config": source_config}
         methods["source"] |= curve_stats(runs)
 
@@ -338,7 +465,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
     atomic_write_text(out / constants.RESULTS_JSON, json.dumps(results, indent=1))
     plot_returns(results, out / constants.RESULTS_PNG)
     log(f"wrote {out / constants.RESULTS_JSON} and {out / constants.RESULTS_PNG}")
-    if config.update_cards:
+    if config.update_card:
         for method in ("AD", "ED"):
             for path, stats in per_checkpoint.get(method, {}).items():
                 if Path(path).is_dir():

@@ -12,7 +12,10 @@ result = pipe(num_episodes=100, seed=0)  # the checkpoint's held-out tasks
 result.returns  # np.ndarray [num_tasks, num_episodes]
 ```
 
-It is also the `"in-context-rl"` task of `transformers.pipeline` (registered on `import hf_ad`).
+It is also the `"in-context-rl"` task of `transformers.pipeline` (registered on `import hf_ad`). Every
+checkpoint ships this file (with `agent.py`, `spaces.py`, `constants.py`) and names it in its config's
+`custom_pipelines`, so `transformers.pipeline("in-context-rl", model=repo, trust_remote_code=True)` also
+runs where hf_ad is not installed; there the envs come from the caller (`envs=`), not from `tasks=`.
 The pipeline and `rollout` are loops around `hf_ad.agent.InContextAgent`, which owns the context; use
 the agent directly to drive your own env loop.
 
@@ -37,13 +40,21 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from tqdm.auto import tqdm
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from hf_ad import constants
-from hf_ad.agent import PROMPT_KEYS, InContextAgent, check_prompt, load_model
-from hf_ad.envs import make_vector_env, optimal_return
-from hf_ad.spaces import check_spaces
+# Relative imports only (and hf_ad.envs as an option): this file also ships with every checkpoint as the
+# remote code of `transformers.pipeline("in-context-rl", model=repo, trust_remote_code=True)`, which
+# fetches the files it imports relatively and runs where hf_ad is not installed.
+from .agent import PROMPT_KEYS, InContextAgent, check_prompt, load_model
+from .constants import ACTION, EPISODE, HISTORY_ID, OBSERVATION, PIPELINE_TASK, REWARD
+from .spaces import check_spaces
+
+try:  # building envs from tasks: hf_ad's envs, absent where only the remote code runs (then: envs=[...])
+    from hf_ad.envs import make_vector_env, optimal_return
+except ImportError:
+    make_vector_env = optimal_return = None
 
 
 @dataclass
@@ -88,21 +99,30 @@ class RolloutResult:
 # --- inputs -------------------------------------------------------------------------------------
 
 
+def autoreset_mode(env: VectorEnv) -> AutoresetMode:
+    """The autoreset mode of a vector env (gymnasium's default, `NEXT_STEP`, when its metadata has none)."""
+    return env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+
+
 def as_vector_env(envs: VectorEnv | Sequence[gym.Env]) -> VectorEnv:
     """Wrap a list of gymnasium envs as a same-step-autoreset vector env (a vector env passes through).
+
+    A vector env may reset its sub-envs in the same step an episode ends (`SAME_STEP`, e.g. hf_ad's
+    native envs) or on the next step (`NEXT_STEP`, gymnasium's default, e.g.
+    `gymnasium.make_vec(env_id, num_envs=N, vectorization_mode="sync")`): `rollout` plays the reset step
+    of the latter outside the agent's context (see `play_reset_step`).
 
     Raises:
         ValueError: empty list, an entry that is not a `gymnasium.Env`, the same env object twice (its
             sub-envs would step one env in turn and never end their episodes together), or a vector env
-            whose autoreset mode is not `SAME_STEP` (the other modes drop or delay an action at every
-            episode end).
+            whose autoreset mode is `DISABLED` (nothing would start the next episodes).
     """
     if isinstance(envs, VectorEnv):
-        mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-        if mode != AutoresetMode.SAME_STEP:
+        mode = autoreset_mode(envs)
+        if mode not in (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP):
             raise ValueError(
-                f"envs must reset in the same step an episode ends, got autoreset_mode={mode}; build the "
-                "vector env with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP, or pass a list"
+                f"envs must reset their episodes themselves, got autoreset_mode={mode}; build the vector env "
+                "with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP, or pass a list of envs"
             )
         return envs
     envs = list(envs) if isinstance(envs, Sequence) else envs
@@ -136,8 +156,8 @@ def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes:
     single = np.ndim(history_ids) == 0
     ids = [int(history_ids)] if single else [int(i) for i in history_ids]
     table = histories.with_format("numpy")
-    column_ids = table[constants.HISTORY_ID][:]  # (rows,) numpy
-    column_episodes = table[constants.EPISODE][:]
+    column_ids = table[HISTORY_ID][:]  # (rows,) numpy
+    column_episodes = table[EPISODE][:]
     keep_episode = (
         np.ones(len(column_ids), bool) if episodes is None else np.isin(column_episodes, list(episodes))
     )
@@ -152,9 +172,9 @@ def prompt_from_histories(histories, history_ids: int | Sequence[int], episodes:
         selected = table.select(rows)
         parts.append(
             {
-                "observations": np.asarray(selected[constants.OBSERVATION][:]),
-                "actions": np.asarray(selected[constants.ACTION][:], dtype=np.int64),
-                "rewards": np.asarray(selected[constants.REWARD][:], dtype=np.float32),
+                "observations": np.asarray(selected[OBSERVATION][:]),
+                "actions": np.asarray(selected[ACTION][:], dtype=np.int64),
+                "rewards": np.asarray(selected[REWARD][:], dtype=np.float32),
             }
         )
     lengths = {len(part["actions"]) for part in parts}
@@ -205,6 +225,29 @@ def check_episodes_end(steps_in_episode: np.ndarray, limit: int) -> None:
         )
 
 
+def play_reset_step(env: VectorEnv, done: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Play the reset step of a `NEXT_STEP` vector env after its episodes ended; return the new episodes'
+    first observations.
+
+    Such an env returns the last observation of an episode when it ends, and starts the next episode on
+    the following `step`, ignoring that step's action. The rollout plays that step here, outside the
+    agent's context, so the stream holds exactly the transitions of a same-step-autoreset env.
+
+    Raises:
+        RuntimeError: only some sub-envs ended their episodes (the others would take a step the agent
+            never chose).
+    """
+    if not done.all():
+        raise RuntimeError(
+            f"sub-envs {np.flatnonzero(done).tolist()} of {len(done)} ended an episode on their own: a "
+            "vector env that resets on the next step (autoreset_mode=NEXT_STEP) works only when every "
+            "episode ends on the same step for all sub-envs; pass the envs as a list, or build the vector "
+            "env with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP"
+        )
+    observations, *_ = env.step(actions)  # the actions are ignored: every sub-env resets
+    return observations
+
+
 def rollout(
     model,
     env: VectorEnv,
@@ -216,12 +259,14 @@ def rollout(
     context_length: int | None = None,
     return_trajectories: bool = False,
     max_episode_steps: int | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, Trajectories | None]:
     """Play `num_episodes` episodes in every sub-env of `env`, an `InContextAgent` acting in context.
 
     Args:
         model: an `ADModel` (put in eval mode; the weights are not changed).
-        env: a same-step-autoreset vector env whose spaces match the model's config.
+        env: a vector env whose spaces match the model's config, same-step or next-step autoreset
+            (see `as_vector_env`).
         num_episodes: episodes per sub-env.
         seed: seeds the env reset and the action sampling.
         sample: sample actions from the softmax (`False`: greedy).
@@ -230,6 +275,7 @@ def rollout(
         return_trajectories: also return every transition.
         max_episode_steps: the most steps an episode may last before the rollout stops with an error
             (an env that never ends an episode would run forever); default `episode_step_limit(env, config)`.
+        progress: show a tqdm bar over the episodes (those every sub-env has finished).
 
     Returns:
         `(returns, trajectories)`: `(B, num_episodes)` float64 returns and the trajectories or `None`.
@@ -246,26 +292,31 @@ def rollout(
     steps_in_episode = np.zeros(env.num_envs, dtype=np.int64)
     record: list[tuple[np.ndarray, ...]] = []
 
+    next_step = autoreset_mode(env) == AutoresetMode.NEXT_STEP
     obs, _ = env.reset(seed=seed)
-    while agent.episodes.min() < num_episodes:
-        episode = agent.episodes.copy()
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        reward = np.asarray(reward, dtype=np.float32)
-        done = np.logical_or(terminated, truncated)
-        agent.observe(reward, done)
-        if return_trajectories:
-            record.append((np.array(obs), action, np.where(episode < num_episodes, episode, -1), reward))
-        running_return += reward
-        steps_in_episode += 1
-        ended = np.flatnonzero(done)
-        counted = ended[episode[ended] < num_episodes]
-        returns[counted, episode[counted]] = running_return[counted]
-        running_return[ended] = 0.0
-        steps_in_episode[ended] = 0
-        if limit is not None:
-            check_episodes_end(steps_in_episode, limit)
-        obs = next_obs
+    with tqdm(total=num_episodes, unit="episode", desc="in-context RL", disable=not progress) as bar:
+        while agent.episodes.min() < num_episodes:
+            episode = agent.episodes.copy()
+            action = agent.act(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            reward = np.asarray(reward, dtype=np.float32)
+            done = np.logical_or(terminated, truncated)
+            agent.observe(reward, done)
+            if return_trajectories:
+                record.append((np.array(obs), action, np.where(episode < num_episodes, episode, -1), reward))
+            running_return += reward
+            steps_in_episode += 1
+            ended = np.flatnonzero(done)
+            counted = ended[episode[ended] < num_episodes]
+            returns[counted, episode[counted]] = running_return[counted]
+            running_return[ended] = 0.0
+            steps_in_episode[ended] = 0
+            if limit is not None:
+                check_episodes_end(steps_in_episode, limit)
+            if next_step and ended.size:
+                next_obs = play_reset_step(env, done, action)
+            obs = next_obs
+            bar.update(min(int(agent.episodes.min()), num_episodes) - bar.n)
 
     trajectories = None
     if return_trajectories:
@@ -309,6 +360,7 @@ class InContextRLPipeline(Pipeline):
         max_episode_steps (`int`, *optional*): the most steps an episode may last; a stream that plays
             more without its env ending the episode stops the rollout with an error (an env without a time
             limit would run forever). Default: the envs' `spec.max_episode_steps`, else the model's env's.
+        progress (`bool`, defaults to `False`): show a tqdm bar over the episodes.
 
     Returns:
         `RolloutResult`.
@@ -338,7 +390,7 @@ class InContextRLPipeline(Pipeline):
             **kwargs: passed to `AutoModel.from_pretrained` (`revision`, `dtype`, `token`, ...).
         """
         model = load_model(path_or_repo_id, **kwargs)
-        return cls(model=model, task=constants.PIPELINE_TASK, device=device)
+        return cls(model=model, task=PIPELINE_TASK, device=device)
 
     def __call__(self, tasks: Sequence | None = None, envs=None, **kwargs) -> RolloutResult:
         # One request, never a list: transformers' Pipeline treats a list input as a batch of requests.
@@ -354,6 +406,7 @@ class InContextRLPipeline(Pipeline):
         use_cache: bool | None = None,
         context_length: int | None = None,
         max_episode_steps: int | None = None,
+        progress: bool | None = None,
     ):
         preprocess, forward, postprocess = {}, {}, {}
         if prompt is not None:
@@ -367,6 +420,7 @@ class InContextRLPipeline(Pipeline):
             ("use_cache", use_cache),
             ("context_length", context_length),
             ("max_episode_steps", max_episode_steps),
+            ("progress", progress),
         ):
             if value is not None:
                 forward[name] = value
@@ -384,6 +438,11 @@ class InContextRLPipeline(Pipeline):
         if envs is None:
             if config.env_id is None:
                 raise ValueError("the checkpoint's config has no env_id: pass envs=[...] to roll out")
+            if make_vector_env is None:
+                raise ValueError(
+                    f"playing tasks of {config.env_id} needs hf_ad's envs, and hf_ad is not installed here: "
+                    "pass envs=[gymnasium envs] (or a gymnasium VectorEnv), or `pip install hf_ad`"
+                )
             tasks = [tuple(task) for task in (config.test_tasks if tasks is None else tasks)]
             if not tasks:
                 raise ValueError(
@@ -422,6 +481,7 @@ class InContextRLPipeline(Pipeline):
         use_cache: bool = True,
         context_length: int | None = None,
         max_episode_steps: int | None = None,
+        progress: bool = False,
     ) -> dict:
         if (
             isinstance(num_episodes, bool)
@@ -442,6 +502,7 @@ class InContextRLPipeline(Pipeline):
                 context_length=context_length,
                 return_trajectories=return_trajectories,
                 max_episode_steps=max_episode_steps,
+                progress=progress,
             )
         finally:
             if inputs["owns_env"]:  # user-provided envs stay open: they are the user's
@@ -460,9 +521,9 @@ class InContextRLPipeline(Pipeline):
 
 def register_pipeline() -> None:
     """Register `InContextRLPipeline` as the transformers pipeline task `"in-context-rl"`."""
-    if constants.PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+    if PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
         PIPELINE_REGISTRY.register_pipeline(
-            constants.PIPELINE_TASK, pipeline_class=InContextRLPipeline, pt_model=AutoModel
+            PIPELINE_TASK, pipeline_class=InContextRLPipeline, pt_model=AutoModel
         )
 
 
@@ -471,8 +532,10 @@ __all__ = [
     "RolloutResult",
     "Trajectories",
     "as_vector_env",
+    "autoreset_mode",
     "check_prompt",
     "episode_step_limit",
+    "play_reset_step",
     "prompt_from_histories",
     "register_pipeline",
     "rollout",

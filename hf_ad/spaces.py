@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from hf_ad.configuration_ad import ADConfig
+from .configuration_ad import ADConfig  # relative: this file ships as remote code (see rollout.py)
 
 SPEC_KEYS = ("observation_type", "observation_nvec", "observation_shape", "num_actions")
 

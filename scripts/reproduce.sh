@@ -55,4 +55,4 @@ PY
 else
     AD="$OUT/ad-darkroom/final" ED="$OUT/ed-darkroom/final" EVAL="$OUT/evaluation"
 fi
-"$BIN/hf-ad" evaluate --model "$AD" --ed-model "$ED" --episodes 1000 --seeds 20 --out "$EVAL"
+"$BIN/hf-ad" evaluate --model "$AD" --ed-model "$ED" --episodes 1000 --seeds 20 --out "$EVAL" --update-card

@@ -131,6 +131,26 @@ def test_make_vec_uses_the_native_batched_env():
         gym.make_vec(DARK_ROOM, num_envs=3, tasks=[(0, 0), (1, 1)])
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_make_vec_defaults_to_held_out_tasks(env_id):
+    held_out = task_split(env_id)[1]
+    env = gym.make_vec(env_id, num_envs=3)
+    assert len(env.unwrapped.tasks) == 3 and set(env.unwrapped.tasks) <= set(held_out)
+    assert gym.make_vec(env_id, num_envs=3).unwrapped.tasks == env.unwrapped.tasks  # deterministic
+    other = gym.make_vec(env_id, num_envs=3, task_seed=1).unwrapped.tasks
+    assert other != env.unwrapped.tasks and set(other) <= set(held_out)
+    assert make_vector_env(env_id).tasks == held_out  # no num_envs either: every held-out task
+
+
+def test_make_vec_default_tasks_cover_the_split_then_repeat():
+    held_out = task_split(DARK_ROOM)[1]
+    assert sorted(gym.make_vec(DARK_ROOM, num_envs=len(held_out)).unwrapped.tasks) == held_out
+    tasks = gym.make_vec(DARK_ROOM, num_envs=len(held_out) + 2).unwrapped.tasks
+    assert tasks[-2:] == tasks[:2]
+    with pytest.raises(ValueError, match=r"held-out tasks of hf_ad/DarkRoom-v0 do not fit .*pass tasks="):
+        gym.make_vec(DARK_ROOM, num_envs=2, size=3)
+
+
 def test_vector_render_returns_one_frame_per_sub_env():
     vector = make_vector_env(DARK_KEY_TO_DOOR, [(0, 0, 1, 1), (2, 2, 3, 3)], render_mode="ansi")
     vector.reset(seed=0)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import save_tiny_checkpoint
 from huggingface_hub import ModelCard
+from tqdm.auto import tqdm
 
 from hf_ad import constants
 from hf_ad.cards import CARD_SECTION
@@ -42,7 +43,7 @@ def test_evaluate_writes_results_plot_and_cards(tmp_path):
     ed = _save_model(tmp_path / "ed", 2)
     out = tmp_path / "eval"
     argv = ["evaluate", "--model", *ad, "--ed_model", ed, "--source", "q_learning"]
-    argv += ["--episodes", "12", "--seeds", "2", "--out", str(out)]
+    argv += ["--episodes", "12", "--seeds", "2", "--update-card", "--out", str(out)]
     assert main(argv) == 0
 
     results = json.loads((out / constants.RESULTS_JSON).read_text())
@@ -87,14 +88,14 @@ def test_evaluate_writes_results_plot_and_cards(tmp_path):
 
 def test_same_seed_same_results(tmp_path):
     model = _save_model(tmp_path / "ad", 0)
-    config = dict(model=[model], episodes=3, seeds=2, source="q_learning", update_cards=False)
+    config = dict(model=[model], episodes=3, seeds=2, source="q_learning")
     from hf_ad.evaluation import evaluate
 
     first = evaluate(EvaluateConfig(out=str(tmp_path / "a"), **config))
     second = evaluate(EvaluateConfig(out=str(tmp_path / "b"), **config))
     assert first["methods"] == second["methods"]
     card = (tmp_path / "ad" / constants.MODEL_CARD).read_text()
-    assert card == CARD  # update_cards=False leaves the card alone
+    assert card == CARD  # without update_card the card is left alone
 
 
 def test_curve_stats_and_ranges():
@@ -130,9 +131,7 @@ def test_stream_returns_are_the_streams_behind_the_run_scores(tmp_path):
     from hf_ad.evaluation import evaluate
 
     model = _save_model(tmp_path / "ad", seed=0)
-    config = EvaluateConfig(
-        model=[model], out=str(tmp_path / "eval"), episodes=3, seeds=2, source="none", update_cards=False
-    )
+    config = EvaluateConfig(model=[model], out=str(tmp_path / "eval"), episodes=3, seeds=2, source="none")
     returns = stream_returns(model, TASKS, config)
     assert returns.shape == (2 * len(TASKS), 3)
     results = evaluate(config)
@@ -140,7 +139,76 @@ def test_stream_returns_are_the_streams_behind_the_run_scores(tmp_path):
     np.testing.assert_allclose(results["methods"]["AD"]["mean"], runs.mean(axis=0))
 
 
+def test_the_cli_leaves_cards_alone_unless_asked_and_shows_one_bar_at_a_time(tmp_path, monkeypatch, capsys):
+    model = _save_model(tmp_path / "ad", 0)
+    bars = BarCounter()
+    monkeypatch.setattr("hf_ad.rollout.tqdm", bars.bar)
+    monkeypatch.setattr("hf_ad.evaluation.tqdm", bars.bar)
+    argv = ["evaluate", "--model", model, "--source", "q_learning", "--episodes", "3", "--seeds", "2"]
+    assert main([*argv, "--out", str(tmp_path / "eval")]) == 0
+    assert (tmp_path / "ad" / constants.MODEL_CARD).read_text() == CARD
+    assert bars.descriptions == ["in-context RL", "q_learning"] and bars.most_open == 1
+    err = capsys.readouterr().err
+    assert "3/3" in err and "6/6" in err  # the AD bar counts episodes, the source's every seed's
+    evaluate(EvaluateConfig(model=[model], out=str(tmp_path / "quiet"), episodes=2, seeds=1, source="none"))
+    assert "episode" not in capsys.readouterr().err  # the Python API shows no bar unless asked
+
+
+class BarCounter:
+    """Stands in for `tqdm`: records each bar's description and the most bars open at once."""
+
+    def __init__(self):
+        self.descriptions, self.open, self.most_open = [], 0, 0
+
+    def bar(self, *args, **kwargs):
+        counter = self
+
+        class CountedBar(tqdm):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                if not self.disable:
+                    counter.descriptions.append(self.desc)
+                    counter.open += 1
+                    counter.most_open = max(counter.most_open, counter.open)
+                self.counted = not self.disable
+
+            def close(self):
+                if self.counted:
+                    counter.open -= 1
+                    self.counted = False
+                super().close()
+
+        return CountedBar(*args, **kwargs)
+
+
+def test_every_checkpoint_path_out_and_source_is_checked_before_any_rollout(tmp_path, monkeypatch, capsys):
+    model = _save_model(tmp_path / "ad", 0)
+    monkeypatch.setattr("hf_ad.evaluation.evaluate_checkpoint", pytest.fail)  # no rollout may start
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-a-checkpoint").mkdir()
+    (tmp_path / "results.txt").write_text("")
+    capsys.readouterr()
+    argv = ["evaluate", "--model", model, "--out", str(tmp_path / "eval")]
+    for extra, expected in (
+        (["--ed-model", "ad/typo"], "--ed-model 'ad/typo' is not a folder: pass a checkpoint folder"),
+        (["--ed-model", "runs/ed/final"], "--ed-model 'runs/ed/final' is not a folder"),
+        (["--ed-model", "not-a-checkpoint"], "--ed-model 'not-a-checkpoint' has no config.json"),
+        (["--out", "results.txt"], "--out 'results.txt' is a file"),
+        (["--out", "results.txt/eval"], "--out 'results.txt/eval' cannot be created: 'results.txt' is not"),
+        (["--source", "ucb"], "--source ucb cannot learn hf_ad/DarkRoom-v0: bandit sources need one-pull"),
+    ):
+        assert main([*argv, *extra]) == 2, extra
+        error = capsys.readouterr().err
+        assert error.startswith(f"hf-ad evaluate: error: {expected}") and error.count("\n") == 1, error
+    assert not (tmp_path / "eval").exists()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / constants.MODEL_CONFIG).write_text("{")
+    with pytest.raises(ValueError, match="--ed-model 'broken': cannot load its config"):
+        evaluate(EvaluateConfig(model=[model], ed_model=["broken"], out="x"))
+
+
 def test_config_validation():
+    assert EvaluateConfig(model=["m"], out="x").seeds == 20  # the paper's number of evaluation seeds
     with pytest.raises(ValueError, match="at least one"):
         EvaluateConfig(model=[], out="x")
     with pytest.raises(ValueError, match="episodes"):

@@ -198,7 +198,7 @@ def test_cli_publish_model_uploads_its_files_with_a_card_for_the_repo(tmp_path, 
     assert _snapshot(final) == before
     uploaded = mocked_hub[1][2]["files"]
     assert set(uploaded) == {
-        "README.md", "config.json", "model.safetensors", "configuration_ad.py", "modeling_ad.py",
+        "README.md", "config.json", "model.safetensors", *constants.REMOTE_CODE,
         constants.TRAIN_CONFIG, constants.TRAINER_STATE, "returns.png",
     }  # fmt: skip
     card = uploaded["README.md"].decode()

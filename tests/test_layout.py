@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from hf_ad.constants import REMOTE_CODE
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "hf_ad"
-REMOTE_CODE = ("configuration_ad.py", "modeling_ad.py")
 
 
 def module_files() -> dict[str, Path]:
@@ -132,3 +133,23 @@ def test_shipped_remote_code_is_the_packages(folder, file):
         f"{shipped.relative_to(ROOT)} differs from hf_ad/{file}: copy the package's file into the folder "
         "(the folder's trust_remote_code users run the copy)"
     )
+
+
+@pytest.mark.parametrize("file", REMOTE_CODE)
+def test_remote_code_imports_only_shipped_files_relatively(file):
+    """transformers fetches the files a remote module imports relatively; an absolute `hf_ad` import would
+    fail where hf_ad is not installed, unless it is optional (inside `try`, as rollout.py's envs)."""
+    tree = ast.parse((PACKAGE / file).read_text())
+    optional = {
+        id(node) for block in ast.walk(tree) if isinstance(block, ast.Try) for node in ast.walk(block)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            assert f"{node.module}.py" in REMOTE_CODE, f"{file} imports .{node.module}, which is not shipped"
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        if id(node) not in optional:
+            assert not [name for name in names if name.split(".")[0] == "hf_ad"], (
+                f"{file}: {ast.unparse(node)}"
+            )

@@ -1,4 +1,5 @@
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, DynamicCache
 
-from hf_ad import ADConfig, ADModel, ADOutput
+from hf_ad import ADConfig, ADModel, ADOutput, constants
 from hf_ad.modeling_ad import SlidingWindowCache
 
 WINDOW = 4
@@ -191,12 +192,12 @@ def test_the_full_forward_attends_only_within_the_window():
 def test_save_load_round_trip_is_exact(tmp_path):
     model = tiny_model(env_id="hf_ad/DarkRoom-v0", train_tasks=[[0, 1]], test_tasks=[[2, 3]])
     model.save_pretrained(tmp_path)
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        "config.json",
-        "configuration_ad.py",
-        "model.safetensors",
-        "modeling_ad.py",
-    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["config.json", "model.safetensors", *constants.REMOTE_CODE]
+    )
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["custom_pipelines"] == constants.CUSTOM_PIPELINES
+    )
     loaded = AutoModel.from_pretrained(tmp_path).eval()
     assert type(loaded) is ADModel
     assert loaded.config.to_diff_dict() | {"_name_or_path": ""} == model.config.to_diff_dict() | {

@@ -12,10 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
+import torch
+import transformers
 
 sys.path.insert(0, str(Path(__file__).parent))
 from local_hub import hub_env, serve_local_hub  # noqa: E402
+
+from hf_ad import ADConfig, ADModel, InContextRLPipeline, constants  # noqa: E402
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
@@ -93,23 +98,91 @@ def test_readme_table_is_the_shipped_evaluation():
         assert row.split(" | ")[1:] == [*cells[:-1], cells[-1] + " |"], (method, row)
 
 
-def test_release_loads_by_repo_id_through_a_local_hub(tmp_path):
-    with serve_local_hub(RELEASE, tmp_path / "hub") as endpoint:
+def run_client(script: str, repos: dict[str, tuple[Path, str]], workdir: Path) -> dict:
+    """Run a client script against `repos` served by a local hub; returns the JSON of its last line."""
+    with serve_local_hub(repos, workdir / "hub") as endpoint:
         result = subprocess.run(
-            [sys.executable, "-c", CLIENT],
-            env=hub_env(endpoint, tmp_path / "home"),
+            [sys.executable, "-c", script],
+            env=hub_env(endpoint, workdir / "home"),
             capture_output=True,
             text=True,
             timeout=300,
         )
     assert result.returncode == 0, result.stderr[-3000:]
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_release_loads_by_repo_id_through_a_local_hub(tmp_path):
+    loaded = run_client(CLIENT, RELEASE, tmp_path)
     assert loaded["model"] == "ADModel"
     assert loaded["remote"] == "ADModel"
     assert loaded["returns_shape"] == [loaded["num_test_tasks"], 2]
     metadata = json.loads((PRETRAINED_DIR / "darkroom-histories" / "hf_ad_histories.json").read_text())
     assert loaded["rows"] == metadata["splits"]["train"]["num_rows"]
     assert loaded["streamed_first_row"] == loaded["first_row"]
+
+
+REMOTE_PIPELINE_CLIENT = """
+import importlib.abc, json, sys
+
+class BlockHfAd(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "hf_ad" or name.startswith("hf_ad."):
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, BlockHfAd())
+import gymnasium as gym
+import transformers
+
+def remote_pipeline(repo_id):
+    return transformers.pipeline("in-context-rl", model=repo_id, trust_remote_code=True, device="cpu")
+
+pipe = remote_pipeline("org/tiny-frozen-lake")
+assert type(pipe).__module__.startswith("transformers_modules."), type(pipe).__module__
+envs = [gym.make("FrozenLake-v1") for _ in range(2)]
+result = pipe(envs=envs, num_episodes=3, seed=0, return_trajectories=True)
+shipped = remote_pipeline("org/ad-darkroom")
+try:
+    shipped(num_episodes=1)
+    error = None
+except ValueError as exception:
+    error = str(exception)
+print(json.dumps({"returns": result.returns.tolist(), "actions": result.trajectories.actions.tolist(),
+                  "error": error, "hf_ad": "hf_ad" in sys.modules}))
+"""
+
+
+def test_remote_pipeline_runs_where_hf_ad_cannot_be_imported(tmp_path):
+    """`transformers.pipeline("in-context-rl", model=repo, trust_remote_code=True)` runs the pipeline that
+    `save_pretrained` shipped with the weights, with hf_ad blocked; it plays like the installed one."""
+    config = ADConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        sliding_window=8,
+        observation_type="discrete",
+        observation_nvec=[16],
+        num_actions=4,
+        env_id="FrozenLake-v1",
+    )
+    torch.manual_seed(0)
+    ADModel(config).save_pretrained(tmp_path / "frozen-lake")
+    installed = transformers.pipeline(
+        constants.PIPELINE_TASK, model=str(tmp_path / "frozen-lake"), device="cpu"
+    )
+    assert isinstance(installed, InContextRLPipeline)  # with hf_ad imported, no trust_remote_code needed
+    envs = [gym.make("FrozenLake-v1") for _ in range(2)]
+    expected = installed(envs=envs, num_episodes=3, seed=0, return_trajectories=True)
+    repos = {
+        "org/ad-darkroom": RELEASE["org/ad-darkroom"],
+        "org/tiny-frozen-lake": (tmp_path / "frozen-lake", "model"),
+    }
+    remote = run_client(REMOTE_PIPELINE_CLIENT, repos, tmp_path)
+    assert not remote["hf_ad"]
+    assert remote["returns"] == expected.returns.tolist()
+    assert remote["actions"] == expected.trajectories.actions.tolist()
+    assert "hf_ad is not installed here: pass envs=[gymnasium envs]" in remote["error"]
 
 
 @pytest.mark.slow
@@ -126,7 +199,6 @@ def test_shipped_evaluation_reproduces_exactly(tmp_path):
         seeds=shipped["seeds"],
         seed=shipped["seed"],
         out=str(tmp_path),
-        update_cards=False,
     )
     results = evaluate(config, log=lambda _: None)
     for method, stats in shipped["methods"].items():

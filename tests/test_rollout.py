@@ -107,9 +107,38 @@ def test_envs_with_other_spaces_raise_naming_both(pipe):
         pipe(envs=[gym.make("CartPole-v1")], num_episodes=1)
 
 
+def test_next_step_autoreset_plays_like_the_native_same_step_env(pipe):
+    # gymnasium's default sync vector env resets a sub-env on the step after its episode ended; each
+    # sub-env draws its goal from its reset seed (seed + i).
+    sync = gym.make_vec(constants.DARK_ROOM, num_envs=3, vectorization_mode="sync")
+    assert sync.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    next_step = pipe(envs=sync, num_episodes=3, seed=4, return_trajectories=True)
+    goals = [sub.unwrapped.goal for sub in sync.envs]
+    native = pipe(tasks=goals, num_episodes=3, seed=4, return_trajectories=True)
+    np.testing.assert_array_equal(next_step.returns, native.returns)
+    for name in ("observations", "actions", "rewards", "episodes"):
+        np.testing.assert_array_equal(
+            getattr(next_step.trajectories, name), getattr(native.trajectories, name)
+        )
+    # Episodes that end on different steps cannot be played on a next-step env: the error says what to do.
+    uneven = SyncVectorEnv(
+        [lambda steps=steps: gym.make(constants.DARK_ROOM, max_episode_steps=steps) for steps in (5, 7)]
+    )
+    with pytest.raises(RuntimeError, match=r"sub-envs \[0\] of 2 ended .*pass the envs as a list"):
+        pipe(envs=uneven, num_episodes=2, seed=0)
+
+
+def test_progress_bar_counts_episodes_only_when_asked(pipe, capsys):
+    pipe(num_episodes=3, seed=0)
+    assert capsys.readouterr().err == ""
+    pipe(num_episodes=3, seed=0, progress=True)
+    assert "3/3" in capsys.readouterr().err
+
+
 def test_bad_arguments_raise(pipe):
+    disabled = SyncVectorEnv([lambda: gym.make(constants.DARK_ROOM)], autoreset_mode=AutoresetMode.DISABLED)
     with pytest.raises(ValueError, match="autoreset_mode"):
-        pipe(envs=gym.make_vec(constants.DARK_ROOM, num_envs=1, vectorization_mode="sync"), num_episodes=1)
+        pipe(envs=disabled, num_episodes=1)
     with pytest.raises(ValueError, match="either tasks or envs"):
         pipe(tasks=TASKS, envs=[gym.make(constants.DARK_ROOM)], num_episodes=1)
     with pytest.raises(ValueError, match="num_episodes"):

@@ -560,7 +560,18 @@ def test_publish_model_keeps_the_evaluation_and_names_the_repo(dataset_dir, tmp_
     from hf_ad.cli import main
 
     final = train(tiny_config(dataset_dir, tmp_path / "run", max_steps=1))
-    argv = ["evaluate", "--model", str(final), "--source", "none", "--episodes", "2", "--seeds", "1"]
+    argv = [
+        "evaluate",
+        "--model",
+        str(final),
+        "--source",
+        "none",
+        "--episodes",
+        "2",
+        "--seeds",
+        "1",
+        "--update-card",
+    ]
     assert main([*argv, "--out", str(tmp_path / "eval")]) == 0
     local_card = (final / constants.MODEL_CARD).read_text()
     calls = []

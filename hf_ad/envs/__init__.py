@@ -9,7 +9,14 @@ from hf_ad.envs.dark_room import DarkRoomEnv
 from hf_ad.envs.grid import ACTION_NAMES, draw_path, greedy_action
 from hf_ad.envs.key_to_door import DarkKeyToDoorEnv
 from hf_ad.envs.registration import env_spec, register_envs
-from hf_ad.envs.tasks import all_tasks, optimal_return, random_return, sample_bandit_tasks, task_split
+from hf_ad.envs.tasks import (
+    all_tasks,
+    draw_test_tasks,
+    optimal_return,
+    random_return,
+    sample_bandit_tasks,
+    task_split,
+)
 from hf_ad.envs.vector import BanditVectorEnv, DarkKeyToDoorVectorEnv, DarkRoomVectorEnv, make_vector_env
 
 register_envs()
@@ -25,6 +32,7 @@ __all__ = [
     "DarkRoomVectorEnv",
     "all_tasks",
     "draw_path",
+    "draw_test_tasks",
     "env_spec",
     "greedy_action",
     "make_vector_env",

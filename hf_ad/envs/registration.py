@@ -7,29 +7,30 @@ from gymnasium.envs.registration import EnvSpec
 
 from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS
 
-# id -> keyword arguments of `gymnasium.register`.
+# id -> keyword arguments of `gymnasium.register`. `gymnasium.make_vec(id, num_envs=N)` builds the native
+# batched env through `hf_ad.envs.vector.make_vector_env` (tasks default to N held-out tasks).
 REGISTRATIONS: dict[str, dict] = {
     DARK_ROOM: dict(
         entry_point="hf_ad.envs.dark_room:DarkRoomEnv",
-        vector_entry_point="hf_ad.envs.vector:DarkRoomVectorEnv",
+        vector_entry_point="hf_ad.envs.vector:make_dark_room",
         max_episode_steps=20,
     ),
     DARK_ROOM_HARD: dict(
         entry_point="hf_ad.envs.dark_room:DarkRoomEnv",
-        vector_entry_point="hf_ad.envs.vector:DarkRoomVectorEnv",
+        vector_entry_point="hf_ad.envs.vector:make_dark_room_hard",
         max_episode_steps=20,
         kwargs={"size": 17, "reward_once": True},
     ),
     DARK_KEY_TO_DOOR: dict(
         entry_point="hf_ad.envs.key_to_door:DarkKeyToDoorEnv",
-        vector_entry_point="hf_ad.envs.vector:DarkKeyToDoorVectorEnv",
+        vector_entry_point="hf_ad.envs.vector:make_dark_key_to_door",
         max_episode_steps=50,
     ),
     # Every pull ends its one-step episode (terminated), so no time limit: a `TimeLimit` of 1 would
     # also mark every pull truncated.
     BANDIT: dict(
         entry_point="hf_ad.envs.bandit:BanditEnv",
-        vector_entry_point="hf_ad.envs.vector:BanditVectorEnv",
+        vector_entry_point="hf_ad.envs.vector:make_bandit",
         kwargs={"num_arms": 10},
     ),
 }

@@ -85,6 +85,25 @@ def task_split(env_id: str, seed: int = 0) -> tuple[list[tuple], list[tuple]]:
     return train, test
 
 
+def draw_test_tasks(env_id: str, num_tasks: int | None = None, seed: int = 0) -> list[tuple]:
+    """`num_tasks` held-out tasks of `env_id` (`task_split(env_id)[1]`), the default tasks of its vector env.
+
+    `None` gives the whole held-out split, sorted. Otherwise the split is shuffled by `seed` and repeated as
+    often as needed: the same `(num_tasks, seed)` always gives the same tasks, and `num_tasks` equal to the
+    split's size gives every held-out task once (16 Dark Room goals).
+
+    Raises:
+        ValueError: `num_tasks` not a positive integer.
+    """
+    _, test = task_split(env_id)
+    if num_tasks is None:
+        return test
+    if isinstance(num_tasks, bool) or not isinstance(num_tasks, int | np.integer) or num_tasks < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_tasks!r}")
+    order = np.random.default_rng(seed).permutation(len(test))  # (len(test),)
+    return [test[order[i % len(test)]] for i in range(num_tasks)]
+
+
 def optimal_return(env_id: str, task, **env_kwargs) -> float:
     """The exact best expected return of one episode of `task`.
 

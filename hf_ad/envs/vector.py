@@ -23,26 +23,33 @@ registration's value by default), truncating exactly like the `TimeLimit` that `
 adds.
 
 `reset(options={"tasks": [...]})` sets one new task per sub-env (`num_envs` tasks).
+
+Tasks default to the env's held-out split (`hf_ad.envs.draw_test_tasks`: a fixed shuffle by `task_seed`,
+default 0, repeated to fill `num_envs`), the tasks an AD model is evaluated on, so that
+`gymnasium.make_vec("hf_ad/DarkRoom-v0", num_envs=16)` is the 16 held-out goals and any `num_envs`
+gives the same tasks every time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.registration import load_env_creator
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD
 from hf_ad.envs import grid
 from hf_ad.envs.bandit import BanditEnv, draw_bandit
 from hf_ad.envs.dark_room import DarkRoomEnv, draw_dark_room
 from hf_ad.envs.key_to_door import DarkKeyToDoorEnv, draw_key_to_door
 from hf_ad.envs.registration import env_spec
+from hf_ad.envs.tasks import draw_test_tasks
 
 
 class UniformStreams:
@@ -384,14 +391,36 @@ class BanditVectorEnv(_BatchedEnv):
         return draw_bandit(self.render_mode, self.tasks[env], self._last_pull[env])
 
 
-def make_vector_env(env_id: str, tasks: Sequence, **env_kwargs) -> VectorEnv:
-    """The native batched env of `env_id` with one sub-env per entry of `tasks`.
+VECTOR_ENVS: dict[str, type[_BatchedEnv]] = {
+    DARK_ROOM: DarkRoomVectorEnv,
+    DARK_ROOM_HARD: DarkRoomVectorEnv,
+    DARK_KEY_TO_DOOR: DarkKeyToDoorVectorEnv,
+    BANDIT: BanditVectorEnv,
+}
+
+
+def make_vector_env(
+    env_id: str,
+    tasks: Sequence | None = None,
+    *,
+    num_envs: int | None = None,
+    task_seed: int = 0,
+    **env_kwargs,
+) -> VectorEnv:
+    """The native batched env of `env_id` with one sub-env per task (also `gymnasium.make_vec(env_id, ...)`).
 
     Args:
         env_id: one of `hf_ad.constants.ENV_IDS`.
-        tasks: one task per sub-env (repeats allowed).
+        tasks: one task per sub-env (repeats allowed). Default: `num_envs` held-out tasks of `env_id`
+            (`draw_test_tasks(env_id, num_envs, task_seed)`; all of them when `num_envs` is `None` too).
+        num_envs: the number of sub-envs; must equal `len(tasks)` when both are given.
+        task_seed: the shuffle of the held-out split that default tasks come from.
         env_kwargs: override the registration's keyword arguments (e.g. `size`, `max_episode_steps`,
             `render_mode`).
+
+    Raises:
+        ValueError: an unknown id, `task=`/`goal=` (one task per sub-env goes in `tasks`), a `num_envs`
+            that does not match `tasks`, or default tasks that the changed `env_kwargs` do not allow.
 
     Example:
         >>> env = make_vector_env("hf_ad/DarkRoom-v0", [(0, 0), (8, 8)])
@@ -402,8 +431,25 @@ def make_vector_env(env_id: str, tasks: Sequence, **env_kwargs) -> VectorEnv:
     if "task" in kwargs or "goal" in kwargs:
         raise ValueError("make_vector_env takes one task per sub-env in `tasks`, not `task=`/`goal=`")
     kwargs.setdefault("max_episode_steps", spec.max_episode_steps)
-    env = load_env_creator(spec.vector_entry_point)(tasks=tasks, **kwargs)
+    default_tasks = tasks is None
+    if default_tasks:
+        tasks = draw_test_tasks(env_id, num_envs, task_seed)
+    try:
+        env = VECTOR_ENVS[env_id](tasks=tasks, num_envs=num_envs, **kwargs)
+    except ValueError as error:
+        if not default_tasks:
+            raise
+        raise ValueError(
+            f"the held-out tasks of {env_id} do not fit {env_kwargs}: pass tasks=[...] ({error})"
+        ) from error
     env.spec = replace(
         spec, kwargs={key: value for key, value in kwargs.items() if key != "max_episode_steps"}
     )
     return env
+
+
+# `gymnasium.make_vec` entry points (the registrations' `vector_entry_point`): `make_vector_env` of one id.
+make_dark_room = partial(make_vector_env, DARK_ROOM)
+make_dark_room_hard = partial(make_vector_env, DARK_ROOM_HARD)
+make_dark_key_to_door = partial(make_vector_env, DARK_KEY_TO_DOOR)
+make_bandit = partial(make_vector_env, BANDIT)

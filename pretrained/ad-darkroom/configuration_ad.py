@@ -1,20 +1,29 @@
 """Configuration of the Algorithm Distillation model (Laskin et al., ICLR 2023).
 
-Self-contained on purpose: this file is copied next to the weights by `save_pretrained`, so that
-`AutoConfig.from_pretrained(folder, trust_remote_code=True)` works where `hf_ad` is not installed.
-It imports nothing from `hf_ad`.
+Copied next to the weights by `save_pretrained`, so that `AutoConfig.from_pretrained(folder,
+trust_remote_code=True)` works where `hf_ad` is not installed: it imports only `.constants`, relatively
+(transformers fetches relatively imported files with it).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import field
 from typing import Any
 
 from transformers import PreTrainedConfig
 
+from .constants import PIPELINE_TASK
+
 OBSERVATION_TYPES = ("discrete", "multi_discrete", "vector", "image")
 DISCRETE_OBSERVATION_TYPES = ("discrete", "multi_discrete")
+
+
+def _pipeline_installed() -> bool:
+    """Whether this process has the `in-context-rl` pipeline task registered (hf_ad is imported)."""
+    pipelines = sys.modules.get("transformers.pipelines")  # not imported yet: nothing is registered
+    return pipelines is not None and PIPELINE_TASK in pipelines.PIPELINE_REGISTRY.get_supported_tasks()
 
 
 def _plain(value: Any) -> Any:
@@ -132,6 +141,11 @@ class ADConfig(PreTrainedConfig):
     test_tasks: list[list[Any]] = field(default_factory=list)
 
     def __post_init__(self, **kwargs):
+        if _pipeline_installed():
+            # config.json names the shipped pipeline (`custom_pipelines`) for users without hf_ad, but
+            # `transformers.pipeline` then demands trust_remote_code=True even where the task is installed;
+            # dropped here, the installed pipeline runs (ADModel.save_pretrained writes the entry again).
+            kwargs.pop("custom_pipelines", None)
         self.observation_nvec = _plain(self.observation_nvec)
         self.observation_shape = _plain(self.observation_shape)
         self.env_kwargs = _plain(self.env_kwargs) if self.env_kwargs is not None else {}

@@ -4,9 +4,11 @@ One token per transition: token_t = embed(o_t) + embed(a_{t-1}) + embed(r_{t-1})
 rotary positions and sliding-window attention (transformers' own Phi-3 decoder stack, fed with
 `inputs_embeds`) turns the tokens into logits for a_t, the source algorithm's next action.
 
-Self-contained on purpose: `save_pretrained` copies this file and `configuration_ad.py` next to the
+Remote code: `save_pretrained` copies this file, `configuration_ad.py` and `constants.py` next to the
 weights, so `AutoModel.from_pretrained(folder, trust_remote_code=True)` works where `hf_ad` is not
-installed. The only project import is the relative `from .configuration_ad import ADConfig`.
+installed; the only project imports are relative (`.configuration_ad`, `.constants`). It also copies the
+in-context RL pipeline's files (`constants.PIPELINE_CODE`) and names the pipeline in config.json
+(`custom_pipelines`), for `transformers.pipeline("in-context-rl", model=folder, trust_remote_code=True)`.
 
 Streaming: the attention of every layer sees the last `config.sliding_window` transitions, in training
 and at test time alike, so a stream fed one transition at a time through the KV cache of
@@ -16,7 +18,10 @@ forward over the whole stream, in memory that does not grow with the number of e
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +32,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicSlidingWindowLa
 from transformers.utils import ModelOutput
 
 from .configuration_ad import ADConfig
+from .constants import CUSTOM_PIPELINES, PIPELINE_CODE
 
 IGNORE_INDEX = -100
 INDEX_DTYPES = (torch.int64, torch.int32)
@@ -284,6 +290,26 @@ class ADModel(ADPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.action_embedding
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus the in-context RL pipeline as remote code.
+
+        The pipeline's files (`PIPELINE_CODE`, found next to this file: hf_ad's own) are copied into the
+        folder and named in config.json's `custom_pipelines`, so `transformers.pipeline("in-context-rl",
+        model=folder_or_repo, trust_remote_code=True)` runs where hf_ad is not installed. A remote copy of
+        this file without them saves the model alone.
+        """
+        code = [Path(__file__).with_name(name) for name in PIPELINE_CODE]
+        if not all(path.is_file() for path in code):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        os.makedirs(save_directory, exist_ok=True)
+        for path in code:
+            shutil.copyfile(path, Path(save_directory) / path.name)
+        self.config.custom_pipelines = CUSTOM_PIPELINES  # for config.json only: a config loaded where
+        try:  # hf_ad is installed drops it (see ADConfig.__post_init__), and so does the model in memory
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            del self.config.custom_pipelines
 
     def new_cache(self) -> SlidingWindowCache:
         """An empty KV cache for streaming; it holds at most `config.sliding_window` transitions per layer.
