@@ -4,7 +4,8 @@ Loads `pretrained/ad-darkroom` (and `pretrained/ed-darkroom`) with `InContextRLP
 runs every held-out goal for `--episodes` episodes in one batch with frozen weights, runs the source
 algorithm (tabular Q-learning) from scratch on the same goals, and prints the return by episode of AD,
 ED and the source next to the oracle. Then it draws one goal's path in the room at the first and at
-the last episode, and writes a PNG of the learning curves (and `results.json`) to `--out`.
+the last episode, and writes a PNG of the learning curves (and `results.json`) and the replay video of
+those two episodes (`replay.mp4`, `hf_ad.video`) to `--out`.
 Offline: everything it loads ships with the project.
 """
 
@@ -20,7 +21,7 @@ from transformers.utils import logging as transformers_logging
 from hf_ad import constants
 from hf_ad.envs import draw_path
 from hf_ad.evaluation import EvaluateConfig, evaluate
-from hf_ad.rollout import InContextRLPipeline
+from hf_ad.video import Replay, VideoConfig, make_video
 
 # The shipped checkpoints live next to the package in a checkout (`make demo` runs from one); shown
 # relative to the working directory.
@@ -47,7 +48,8 @@ class DemoConfig:
     episodes: int = field(default=100, metadata={"help": "Episodes per held-out goal."})
     seed: int = field(default=0, metadata={"help": "Seed of the envs, the action sampling and the source."})
     out: str = field(
-        default="runs/demo", metadata={"help": "Folder for returns.png (learning curves) and results.json."}
+        default="runs/demo",
+        metadata={"help": "Folder for returns.png (learning curves), results.json and replay.mp4."},
     )
 
     def __post_init__(self):
@@ -93,15 +95,13 @@ def episode_path(trajectories, episode: int) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in cell) for cell in trajectories.observations[0, steps]]
 
 
-def draw_first_and_last(model: str, goal: tuple[int, int], episodes: int, seed: int) -> str:
-    """One goal's path at the first and the last episode, side by side."""
-    pipe = InContextRLPipeline.from_pretrained(model, device="cpu")
-    result = pipe(tasks=[goal], num_episodes=episodes, seed=seed, return_trajectories=True)
-    size = int(pipe.model.config.env_kwargs.get("size", 9))
+def draw_first_and_last(replay: Replay) -> str:
+    """The replay's goal and path at the first and the last episode, side by side."""
+    size = int(replay.env_kwargs.get("size", 9))
     blocks, captions = [], []
-    for episode in (0, episodes - 1):
-        blocks.append(draw_path(size, episode_path(result.trajectories, episode), {goal: "G"}))
-        captions.append(f"episode {episode + 1}: return {result.returns[0, episode]:.0f}")
+    for episode in (0, len(replay.returns) - 1):
+        blocks.append(draw_path(size, episode_path(replay.trajectories, episode), {replay.task: "G"}))
+        captions.append(f"episode {episode + 1}: return {replay.returns[episode]:.0f}")
     return side_by_side(blocks, captions)
 
 
@@ -117,9 +117,12 @@ def run_demo(config: DemoConfig, log=print) -> str:
         seed=config.seed,
         out=config.out,
         update_cards=False,
+        video=False,  # made below from the rollout the text drawing shows
     )
     results = evaluate(evaluation, log=log)
-    goal = tuple(results["tasks"][0])
+    video_config = VideoConfig(config.model, config.out, config.episodes, seed=config.seed, device="cpu")
+    video, replay = make_video(video_config, log=lambda _: None)
+    goal = replay.task
     ad_returns = np.asarray(results["methods"]["AD"]["mean"])
     lines = [
         f"{results['env_id']}: {len(results['tasks'])} held-out goals (never seen in training), "
@@ -132,8 +135,9 @@ def run_demo(config: DemoConfig, log=print) -> str:
         f"last 10 episodes {ad_returns[-10:].mean():.2f}",
         "",
         f"AD on goal {goal}: S start, A last cell, G goal, arrows: the move made from each cell (o: stayed)",
-        draw_first_and_last(config.model, goal, config.episodes, config.seed),
+        draw_first_and_last(replay),
         "",
         f"learning curves: {Path(config.out) / constants.RESULTS_PNG}",
+        f"video of these two episodes: {video}",
     ]
     return "\n".join(lines) + "\n"

@@ -14,8 +14,10 @@ are played as one batch (tasks x seeds streams at once), each stream with its ow
 seed i runs with seed `seed + i`.
 
 Writes to `out`: `results.json` (every curve, the oracle's and the random policy's returns, and summary
-numbers over episode ranges), `returns.png` (return vs. episode, ±1 std bands, the oracle line), and fills
-the `model-index` and an evaluation table in each local checkpoint's model card (`README.md`).
+numbers over episode ranges), `returns.png` (return vs. episode, ±1 std bands, the oracle line),
+`replay.mp4` (the first AD checkpoint on the first task, episode 1 next to the last: `hf_ad.video`), and
+fills the `model-index` and an evaluation table in each local checkpoint's model card (`README.md`; the
+first AD checkpoint's folder also gets `replay.mp4`, which its card embeds).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from hf_ad.files import atomic_write_text
 from hf_ad.plotting import Band, Level, save_band_plot
 from hf_ad.rollout import InContextRLPipeline
 from hf_ad.sources import SOURCE_NAMES, SOURCES
+from hf_ad.video import VideoConfig, make_video
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,13 @@ class EvaluateConfig:
     )
     update_cards: bool = field(
         default=True, metadata={"help": "Write the measured numbers into each local checkpoint's model card."}
+    )
+    video: bool = field(
+        default=True,
+        metadata={
+            "help": "Write replay.mp4: the first AD checkpoint on the first held-out task, episode 1 next "
+            "to the last (one more rollout, of one stream); with update_cards also into its folder and card."
+        },
     )
 
     def __post_init__(self):
@@ -345,7 +355,22 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = logger.info) -
                 if Path(path).is_dir():
                     update_model_card(Path(path), results, method, stats)
                     log(f"updated the model card of {path}")
+    if config.video:
+        make_video(replay_config(config), log=log)
     return results
+
+
+def replay_config(config: EvaluateConfig) -> VideoConfig:
+    """The `hf-ad video` run an evaluation makes: its first AD checkpoint, first task, episodes and seed."""
+    return VideoConfig(
+        model=config.model[0],
+        out=config.out,
+        episodes=config.episodes,
+        seed=config.seed,
+        greedy=config.greedy,
+        device=config.device,
+        update_card=config.update_cards and Path(config.model[0]).is_dir(),
+    )
 
 
 # --- outputs --------------------------------------------------------------------------------------
