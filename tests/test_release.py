@@ -12,11 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from local_hub import hub_env, serve_local_hub  # noqa: E402
 
+from hf_ad import constants  # noqa: E402
+from hf_ad.cards import CARD_SECTION  # noqa: E402
 from hf_ad.demo import PRETRAINED_DIR  # noqa: E402
 
 RELEASE = {
@@ -91,6 +94,19 @@ def test_readme_table_is_the_shipped_evaluation():
             for stats in results["methods"][method]["summary"].values()
         ]
         assert row.split(" | ")[1:] == [*cells[:-1], cells[-1] + " |"], (method, row)
+
+
+def test_shipped_replay_video_is_small_decodes_and_is_in_the_card():
+    folder = PRETRAINED_DIR / "ad-darkroom"
+    video = folder / constants.REPLAY_MP4
+    assert video.stat().st_size < 300_000
+    assert (PRETRAINED_DIR / "evaluation" / constants.REPLAY_MP4).read_bytes() == video.read_bytes()
+    with av.open(str(video)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len({frame.tobytes() for frame in frames}) >= 2 and len({frame.shape for frame in frames}) == 1
+    card = (folder / constants.MODEL_CARD).read_text()
+    section = card.split(CARD_SECTION[0])[1].split(CARD_SECTION[1])[0]
+    assert '<video src="replay.mp4"' in section and "episode 1000 (right, return" in section
 
 
 def test_release_loads_by_repo_id_through_a_local_hub(tmp_path):

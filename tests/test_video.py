@@ -125,8 +125,11 @@ def test_cli_video_updates_the_card_and_keeps_one_replay(tmp_path, capsys):
     card = f"# ad\n\n{CARD_SECTION[0]}\n## Evaluation\n\n{table}{CARD_SECTION[1]}\n\n## Citation\n"
     (tmp_path / "ad" / constants.MODEL_CARD).write_text(card)
     argv = ["video", "--model", model, "--out", str(tmp_path / "eval"), "--episodes", "2", "--update_card"]
+    videos = []
     for _ in range(2):  # a second run replaces the first one's block
         assert main(argv) == 0
+        videos.append((tmp_path / "eval" / constants.REPLAY_MP4).read_bytes())
+    assert videos[0] == videos[1]  # the same run gives the same bytes
     assert "replay.mp4: episode 1 return" in capsys.readouterr().out
     assert (tmp_path / "ad" / constants.REPLAY_MP4).read_bytes() == (
         tmp_path / "eval" / constants.REPLAY_MP4
