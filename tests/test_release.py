@@ -143,9 +143,20 @@ def test_shipped_evaluation_reproduces_exactly(tmp_path):
         seed=shipped["seed"],
         out=str(tmp_path),
         update_cards=False,
+        video=False,  # test_shipped_replay_reproduces_exactly
     )
     results = evaluate(config, log=lambda _: None)
     for method, stats in shipped["methods"].items():
         for label, shipped_range in stats["summary"].items():
             measured = results["methods"][method]["summary"][label]
             assert measured == pytest.approx(shipped_range, abs=1e-6), (method, label)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_shipped_replay_reproduces_exactly(tmp_path):
+    """The command in the card gives back the shipped replay.mp4, byte for byte (about 2 minutes)."""
+    from hf_ad.video import VideoConfig, make_video
+
+    video, _ = make_video(VideoConfig(model=str(PRETRAINED_DIR / "ad-darkroom"), out=str(tmp_path)))
+    assert video.read_bytes() == (PRETRAINED_DIR / "ad-darkroom" / constants.REPLAY_MP4).read_bytes()
