@@ -165,33 +165,40 @@ def episode_frames(env: gym.Env, replay: Replay, episodes: Sequence[int]) -> lis
     frame after every step.
 
     Raises:
-        RuntimeError: the env does not reproduce the recorded observations (its episodes are not a
-            function of the seed, the task and the actions).
+        RuntimeError: the env does not reproduce the recorded observations or rewards (its episodes are
+            not a function of the seed, the task and the actions).
     """
     trajectories = replay.trajectories
     wanted: dict[int, list[np.ndarray]] = {episode: [] for episode in episodes}
+    last = max(episodes)
     observation, _ = env.reset(seed=replay.seed, options={"task": replay.task})
     episode = 0
     for step in range(trajectories.actions.shape[1]):
-        if episode > max(episodes):
+        if episode > last:
             break
         recorded = trajectories.observations[0, step]
         if trajectories.episodes[0, step] != episode or not np.array_equal(observation, recorded):
-            raise RuntimeError(
-                f"replaying the rollout in {replay.env_id} gave observation {observation.tolist()} in "
-                f"episode {episode + 1} at step {step}, the rollout had {recorded.tolist()}: a replay video "
-                "needs an env whose episodes are a function of the seed, the task and the actions"
-            )
+            raise_not_replayed(replay, step, f"observation {observation.tolist()}", recorded.tolist())
         frames = wanted.get(episode)
         if frames is not None and not frames:
             frames.append(env.render())
-        observation, _, terminated, truncated, _ = env.step(int(trajectories.actions[0, step]))
+        observation, reward, terminated, truncated, _ = env.step(int(trajectories.actions[0, step]))
+        if np.float32(reward) != trajectories.rewards[0, step]:
+            raise_not_replayed(replay, step, f"reward {reward}", trajectories.rewards[0, step])
         if frames is not None:
             frames.append(env.render())
         if terminated or truncated:
             observation, _ = env.reset()
             episode += 1
     return [wanted[episode] for episode in episodes]
+
+
+def raise_not_replayed(replay: Replay, step: int, got: str, recorded: object) -> None:
+    """Raise the `RuntimeError` of a replay whose env went another way than the rollout at `step`."""
+    raise RuntimeError(
+        f"replaying the rollout in {replay.env_id} gave {got} at step {step}, the rollout had {recorded}: a "
+        "replay video needs an env whose episodes are a function of the seed, the task and the actions"
+    )
 
 
 # --- composing ---------------------------------------------------------------------------------------

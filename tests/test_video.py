@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import av
@@ -103,7 +104,7 @@ def test_a_replay_the_env_does_not_reproduce_is_refused(tmp_path):
     tampered = Trajectories(
         observations, replay.trajectories.actions, replay.trajectories.rewards, replay.trajectories.episodes
     )
-    replay = Replay(**{**replay.__dict__, "trajectories": tampered})
+    replay = dataclasses.replace(replay, trajectories=tampered)
     with pytest.raises(RuntimeError, match="at step 5, the rollout had"):
         write_replay(replay, tmp_path / "bad.mp4")
     assert not (tmp_path / "bad.mp4").exists()
