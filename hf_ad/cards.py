@@ -43,6 +43,8 @@ FINAL_FOLDER_FILES = (
 )
 # The evaluation section `hf-ad evaluate` writes into a model card, between these markers.
 CARD_SECTION = ("<!-- hf_ad:evaluation -->", "<!-- /hf_ad:evaluation -->")
+# The replay video's block, inside the evaluation section (so a re-rendered card carries it over).
+REPLAY_SECTION = ("<!-- hf_ad:replay -->", "<!-- /hf_ad:replay -->")
 CITATION_HEADING = "## Citation"
 EVAL_TASK_NAME = "In-context reinforcement learning (held-out tasks)"  # marks the results written here
 
@@ -450,34 +452,86 @@ def update_model_card(folder: str | Path, results: dict, method: str, own: dict)
         own: the checkpoint's own curve stats (`results["per_checkpoint"][method][path]`).
     """
     folder = Path(folder)
+    data, text = _load_card(folder)
+    kept = [r for r in (data.eval_results or []) if r.task_name != EVAL_TASK_NAME]
+    data.eval_results = kept + _eval_results(results, method, own)
+    atomic_write_text(
+        folder / constants.MODEL_CARD,
+        _card_with_section(data, text, evaluation_section(results, method, own)),
+    )
+
+
+def _load_card(folder: Path) -> tuple[ModelCardData, str]:
+    """The YAML data and the text of `folder`'s card; a folder without a card gets a minimal one."""
     path = folder / constants.MODEL_CARD
     if path.is_file():
         card = ModelCard.load(path)
         data, text = card.data, card.text
     else:
         data, text = ModelCardData(), f"# {folder.name}\n"
-    kept = [r for r in (data.eval_results or []) if r.task_name != EVAL_TASK_NAME]
-    data.eval_results = kept + _eval_results(results, method, own)
     data.model_name = data.model_name or folder.name
-    atomic_write_text(path, _card_with_section(data, text, evaluation_section(results, method, own)))
+    return data, text
+
+
+def _place_block(text: str, block: str, markers: tuple[str, str], anchor: str) -> str:
+    """`text` with `block` in place of the one between `markers`, else just before `anchor`, else at the
+    end."""
+    if markers[0] in text and markers[1] in text:
+        head, rest = text.split(markers[0], 1)
+        return head + block + rest.split(markers[1], 1)[1]
+    if anchor in text:
+        head, rest = text.split(anchor, 1)
+        return head + block + "\n\n" + anchor + rest
+    return text.rstrip() + "\n\n" + block + "\n"
 
 
 def _card_with_section(data: ModelCardData, text: str, section: str) -> str:
-    """A card of `data` and `text` with the evaluation `section` in place of any earlier one."""
-    if CARD_SECTION[0] in text and CARD_SECTION[1] in text:
-        head, rest = text.split(CARD_SECTION[0], 1)
-        text = head + section + rest.split(CARD_SECTION[1], 1)[1]
-    elif CITATION_HEADING in text:  # the section goes before the citation of hf_ad's card template
-        head, rest = text.split(CITATION_HEADING, 1)
-        text = head + section + "\n\n" + CITATION_HEADING + rest
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
+    """A card of `data` and `text` with the evaluation `section` in place of any earlier one (the first one
+    goes before the citation of hf_ad's card template)."""
+    text = _place_block(text, section, CARD_SECTION, CITATION_HEADING)
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{text}"))
 
 
 def has_evaluation(card: str) -> bool:
     """Whether `card` holds the evaluation section `hf-ad evaluate` writes."""
     return CARD_SECTION[0] in card and CARD_SECTION[1] in card
+
+
+def replay_block(file_name: str, caption: str) -> str:
+    """The card's replay between `REPLAY_SECTION` markers: `caption`, then the video `file_name` of the repo
+    (an mp4 as an HTML `<video>` player, a GIF as an image)."""
+    if file_name.endswith(".mp4"):
+        media = f'<video src="{file_name}" controls autoplay loop muted playsinline></video>'
+    else:
+        media = f"![replay]({file_name})"
+    return f"{REPLAY_SECTION[0]}\n### Replay\n\n{caption}\n\n{media}\n{REPLAY_SECTION[1]}"
+
+
+def embed_replay(folder: str | Path, file_name: str, caption: str) -> None:
+    """Show the replay video `file_name` (a file in `folder`) in `folder/README.md`.
+
+    The block replaces an earlier replay; the first one goes at the end of the evaluation section (where a
+    re-rendered card carries it over), else before the citation, else at the end. A folder without a card
+    gets a minimal one.
+
+    Args:
+        folder: a local checkpoint folder.
+        file_name: the video's name in the folder, e.g. `constants.REPLAY_MP4`.
+        caption: what the video shows (Markdown).
+
+    Raises:
+        ValueError: `folder/file_name` does not exist.
+    """
+    folder = Path(folder)
+    if not (folder / file_name).is_file():
+        raise ValueError(f"{str(folder / file_name)!r} does not exist: write the video before embedding it")
+    data, text = _load_card(folder)
+    anchor = CARD_SECTION[1] if CARD_SECTION[1] in text else CITATION_HEADING
+    block = replay_block(file_name, caption)
+    if REPLAY_SECTION[0] not in text:  # the first replay: a blank line ends the table above it
+        block = "\n" + block
+    text = _place_block(text, block, REPLAY_SECTION, anchor)
+    atomic_write_text(folder / constants.MODEL_CARD, str(ModelCard(f"---\n{data.to_yaml()}\n---\n{text}")))
 
 
 def carry_evaluation(old_card: str, new_card: str) -> str:
@@ -500,8 +554,10 @@ def carry_evaluation(old_card: str, new_card: str) -> str:
 __all__ = [
     "CARD_SECTION",
     "EVAL_TASK_NAME",
+    "REPLAY_SECTION",
     "carry_evaluation",
     "check_final_folder",
+    "embed_replay",
     "evaluation_section",
     "find_template",
     "has_evaluation",
@@ -510,6 +566,7 @@ __all__ = [
     "render_card",
     "render_dataset_card",
     "render_model_card",
+    "replay_block",
     "update_model_card",
     "write_dataset_card",
     "write_model_card",

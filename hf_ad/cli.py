@@ -27,6 +27,7 @@ from hf_ad.data.histories import validate_histories
 from hf_ad.demo import DemoConfig, run_demo
 from hf_ad.evaluation import EvaluateConfig, evaluate, summary_lines
 from hf_ad.training import TrainConfig, run_command, train
+from hf_ad.video import VideoConfig, make_video
 
 DEBUG_FLAG = "--debug"
 # Errors that mean the user asked for something that cannot be done (a bad value; a missing file, folder
@@ -144,6 +145,18 @@ def evaluate_command(argv: list[str]) -> int:
     results = evaluate(config, progress=True)
     print("\n".join(summary_lines(results)))
     push.push("evaluation", Path(config.out))
+    return 0
+
+
+@command(
+    "video", "replay.mp4 of a checkpoint on a held-out task: episode 1 next to the last, returns on screen"
+)
+def video_command(argv: list[str]) -> int:
+    video, replay = make_video(parse_dataclass(VideoConfig, argv, prog="hf-ad video"), log=lambda _: None)
+    print(
+        f"{video}: episode 1 return {replay.returns[0]:g}, episode {len(replay.returns)} return "
+        f"{replay.returns[-1]:g}"
+    )
     return 0
 
 
@@ -284,12 +297,13 @@ def dataset_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
 
 
 def model_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
-    """The files of a `final/` folder to upload (weights, config, remote code, run files, plots) and its
-    card for `repo_id` (evaluation kept)."""
+    """The files of a `final/` folder to upload (weights, config, remote code, run files, plots, the replay
+    video) and its card for `repo_id` (evaluation kept)."""
     cards.check_final_folder(folder)
     ADConfig.from_pretrained(folder)  # the folder loads
     code = [name for name in constants.REMOTE_CODE if (folder / name).is_file()]  # older folders: fewer
     files = [*cards.FINAL_FOLDER_FILES, *code, *sorted(p.name for p in folder.glob("*.png"))]
+    files += [name for name in (constants.REPLAY_MP4, constants.REPLAY_GIF) if (folder / name).is_file()]
     return files, cards.render_model_card(folder, run_command(folder), repo_id=repo_id)
 
 

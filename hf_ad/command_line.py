@@ -27,8 +27,8 @@ def command_line(config, program: str, skip: tuple[str, ...] = (), keep: tuple[s
         if f.name in skip or (value == f.default and f.name not in keep):
             continue
         flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            parts += [flag] if value else []
+        if isinstance(value, bool):  # differs from its default: `--flag` turns it on, `--flag false` off
+            parts += [flag] if value else [flag, "false"]
         elif isinstance(value, list):
             parts += [flag, *map(str, value)]
         else:

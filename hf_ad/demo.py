@@ -4,7 +4,8 @@ Loads `pretrained/ad-darkroom` (and `pretrained/ed-darkroom`) with `InContextRLP
 runs every held-out goal for `--episodes` episodes in one batch with frozen weights, runs the source
 algorithm (tabular Q-learning) from scratch on the same goals, and prints the return by episode of AD,
 ED and the source next to the oracle. Then it draws one goal's path in the room at the first and at
-the last episode, and writes a PNG of the learning curves (and `results.json`) to `--out`.
+the last episode, and writes a PNG of the learning curves (and `results.json`) and the replay video of
+those two episodes (`replay.mp4`, `hf_ad.video`) to `--out`.
 
 Offline-first: the shipped checkpoints travel with the package (a checkout's `pretrained/`, or
 `share/hf_ad/pretrained/` of a `pip install` of the wheel); only where neither is present does the demo
@@ -23,7 +24,7 @@ from hf_ad import constants
 from hf_ad.envs import draw_path
 from hf_ad.evaluation import EvaluateConfig, evaluate
 from hf_ad.files import shipped_roots
-from hf_ad.rollout import InContextRLPipeline
+from hf_ad.video import Replay, VideoConfig, make_video
 
 PRETRAINED = "pretrained"  # the shipped checkpoints' folder under each of `files.shipped_roots()`
 # Where the release is published (`hf-ad publish --model pretrained/NAME --repo-id ID`): the demo's
@@ -67,7 +68,8 @@ class DemoConfig:
     episodes: int = field(default=100, metadata={"help": "Episodes per held-out goal."})
     seed: int = field(default=0, metadata={"help": "Seed of the envs, the action sampling and the source."})
     out: str = field(
-        default="runs/demo", metadata={"help": "Folder for returns.png (learning curves) and results.json."}
+        default="runs/demo",
+        metadata={"help": "Folder for returns.png (learning curves), results.json and replay.mp4."},
     )
 
     def __post_init__(self):
@@ -106,15 +108,13 @@ def episode_path(trajectories, episode: int) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in cell) for cell in trajectories.observations[0, steps]]
 
 
-def draw_first_and_last(model: str, goal: tuple[int, int], episodes: int, seed: int) -> str:
-    """One goal's path at the first and the last episode, side by side."""
-    pipe = InContextRLPipeline.from_pretrained(model, device="cpu")
-    result = pipe(tasks=[goal], num_episodes=episodes, seed=seed, return_trajectories=True)
-    size = int(pipe.model.config.env_kwargs.get("size", 9))
+def draw_first_and_last(replay: Replay) -> str:
+    """The replay's goal and path at the first and the last episode, side by side."""
+    size = int(replay.env_kwargs.get("size", 9))
     blocks, captions = [], []
-    for episode in (0, episodes - 1):
-        blocks.append(draw_path(size, episode_path(result.trajectories, episode), {goal: "G"}))
-        captions.append(f"episode {episode + 1}: return {result.returns[0, episode]:.0f}")
+    for episode in (0, len(replay.returns) - 1):
+        blocks.append(draw_path(size, episode_path(replay.trajectories, episode), {replay.task: "G"}))
+        captions.append(f"episode {episode + 1}: return {replay.returns[episode]:.0f}")
     return side_by_side(blocks, captions)
 
 
@@ -128,9 +128,12 @@ def run_demo(config: DemoConfig, log=print) -> str:
         seeds=1,
         seed=config.seed,
         out=config.out,
+        video=False,  # made below from the rollout the text drawing shows
     )
     results = evaluate(evaluation, log=log)
-    goal = tuple(results["tasks"][0])
+    video_config = VideoConfig(config.model, config.out, config.episodes, seed=config.seed, device="cpu")
+    video, replay = make_video(video_config, log=lambda _: None)
+    goal = replay.task
     ad_returns = np.asarray(results["methods"]["AD"]["mean"])
     lines = [
         f"{results['env_id']}: {len(results['tasks'])} held-out goals (never seen in training), "
@@ -143,8 +146,9 @@ def run_demo(config: DemoConfig, log=print) -> str:
         f"last 10 episodes {ad_returns[-10:].mean():.2f}",
         "",
         f"AD on goal {goal}: S start, A last cell, G goal, arrows: the move made from each cell (o: stayed)",
-        draw_first_and_last(config.model, goal, config.episodes, config.seed),
+        draw_first_and_last(replay),
         "",
         f"learning curves: {Path(config.out) / constants.RESULTS_PNG}",
+        f"video of these two episodes: {video}",
     ]
     return "\n".join(lines) + "\n"

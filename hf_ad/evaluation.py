@@ -15,9 +15,11 @@ seed i runs with seed `seed + i`.
 
 Every checkpoint, the output folder and the source are checked before the first rollout, so a typo fails
 in a second with the flag and the value named. Writes to `out`: `results.json` (every curve, the oracle's
-and the random policy's returns, and summary numbers over episode ranges) and `returns.png` (return vs.
-episode, ±1 std bands, the oracle line); with `update_card` it also fills the `model-index` and an
-evaluation table in each local checkpoint's model card (`README.md`), which it never touches otherwise.
+and the random policy's returns, and summary numbers over episode ranges), `returns.png` (return vs.
+episode, ±1 std bands, the oracle line) and `replay.mp4` (the first AD checkpoint on the first task,
+episode 1 next to the last: `hf_ad.video`); with `update_card` it also fills the `model-index` and an
+evaluation table in each local checkpoint's model card (`README.md`; the first AD checkpoint's folder also
+gets `replay.mp4`, which its card embeds), which it never touches otherwise.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from hf_ad.files import atomic_write_text
 from hf_ad.plotting import Band, Level, save_band_plot
 from hf_ad.rollout import InContextRLPipeline
 from hf_ad.sources import SOURCE_NAMES, SOURCES
+from hf_ad.video import VideoConfig, make_video
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,13 @@ class EvaluateConfig:
         metadata={
             "help": "Write the measured numbers into each local checkpoint's model card (README.md); "
             "without it no card is touched."
+        },
+    )
+    video: bool = field(
+        default=True,
+        metadata={
+            "help": "Write replay.mp4: the first AD checkpoint on the first held-out task, episode 1 next "
+            "to the last (one more rollout, of one stream); with --update-card also into its folder and card."
         },
     )
 
@@ -471,7 +481,22 @@ def evaluate(
                 if Path(path).is_dir():
                     update_model_card(Path(path), results, method, stats)
                     log(f"updated the model card of {path}")
+    if config.video:
+        make_video(replay_config(config), log=log)
     return results
+
+
+def replay_config(config: EvaluateConfig) -> VideoConfig:
+    """The `hf-ad video` run an evaluation makes: its first AD checkpoint, first task, episodes and seed."""
+    return VideoConfig(
+        model=config.model[0],
+        out=config.out,
+        episodes=config.episodes,
+        seed=config.seed,
+        greedy=config.greedy,
+        device=config.device,
+        update_card=config.update_card and Path(config.model[0]).is_dir(),
+    )
 
 
 # --- outputs --------------------------------------------------------------------------------------

@@ -8,7 +8,11 @@
 #
 # AD, then ED, train in two processes (distributed data parallel, one CPU thread each: the machine
 # has 2 cores); then both are evaluated on every held-out goal for 1000 episodes x 20 seeds (the
-# paper's 20 evaluation seeds), against Q-learning from scratch.
+# paper's 20 evaluation seeds), against Q-learning from scratch. The evaluation also writes replay.mp4
+# (AD on the first held-out goal, episode 1 next to episode 1000): into its folder and, where it fills
+# the cards (SHIP=1: pretrained/ad-darkroom), into the AD folder, whose card embeds it. The same video
+# alone, without the 7-minute evaluation:
+#     hf-ad video --model pretrained/ad-darkroom --out pretrained/evaluation --update-card
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce}

@@ -10,7 +10,9 @@ from gymnasium.utils.env_checker import check_env
 import hf_ad
 from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS
 from hf_ad.envs import draw_path, greedy_action
-from hf_ad.envs.grid import DOWN, LEFT, NOOP, RIGHT, UP
+from hf_ad.envs.grid import COLORS, DOWN, LEFT, NOOP, RIGHT, UP
+
+TRAIL = COLORS["trail"]
 
 EXAMPLE_TASKS = {
     DARK_ROOM: (2, 7),
@@ -270,3 +272,23 @@ def test_other_bad_arguments_raise_value_errors():
         gym.make(DARK_ROOM).reset(options={"tasks": [(1, 1)]})
     with pytest.raises(ValueError, match="unknown bandit distribution 'odds'"):
         hf_ad.envs.sample_bandit_tasks("odds", 3)
+
+
+@pytest.mark.parametrize("env_id", [DARK_ROOM, DARK_KEY_TO_DOOR])
+def test_rgb_array_draws_the_episodes_trail(env_id):
+    env = gym.make(env_id, task=EXAMPLE_TASKS[env_id], render_mode="rgb_array")
+    env.reset(seed=0)
+    start = (env.unwrapped._x, env.unwrapped._y)
+    for action in (LEFT, UP, UP):
+        env.step(action)
+
+    def trail_cells(
+        image,
+    ) -> set[tuple[int, int]]:  # a trail fills its cell: marks and agent leave the corner
+        return {
+            cell for cell in np.ndindex(9, 9) if tuple(image[(cell[1] + 1) * 16, (cell[0] + 1) * 16]) == TRAIL
+        }
+
+    assert start in trail_cells(env.render()) and len(trail_cells(env.render())) >= 2
+    env.reset()  # a new episode starts a new trail
+    assert trail_cells(env.render()) == {(env.unwrapped._x, env.unwrapped._y)}

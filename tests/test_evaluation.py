@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
 
 from hf_ad import constants
-from hf_ad.cards import CARD_SECTION
-from hf_ad.cli import main
+from hf_ad.cards import CARD_SECTION, REPLAY_SECTION
+from hf_ad.cli import main, parse_dataclass
+from hf_ad.command_line import command_line
 from hf_ad.envs import optimal_return, random_return
 from hf_ad.evaluation import (
     EvaluateConfig,
@@ -79,11 +81,22 @@ def test_evaluate_writes_results_plot_and_cards(tmp_path):
         "## Citation"
     )  # the table precedes the citation
 
-    # A second evaluation replaces the first one's numbers and table instead of adding to them.
+    # The replay video of the first AD checkpoint: in the evaluation folder, in its folder, in its card.
+    video = (out / constants.REPLAY_MP4).read_bytes()
+    assert (tmp_path / "ad0" / constants.REPLAY_MP4).read_bytes() == video
+    assert (
+        not (tmp_path / "ad1" / constants.REPLAY_MP4).exists()
+        and not (tmp_path / "ed" / "replay.mp4").exists()
+    )
+    section = card.text.split(CARD_SECTION[0])[1].split(CARD_SECTION[1])[0]
+    assert '<video src="replay.mp4"' in section and "episode 12 (right, return" in section
+
+    # A second evaluation replaces the first one's numbers, table and video instead of adding to them.
     assert main([*argv[:-2], "--out", str(tmp_path / "again"), "--source", "none"]) == 0
     card = ModelCard.load(tmp_path / "ad0" / constants.MODEL_CARD)
     assert len(card.data.eval_results) == 2
     assert card.text.count(CARD_SECTION[0]) == 1 and "from scratch" not in card.text
+    assert card.text.count(REPLAY_SECTION[0]) == 1 and (tmp_path / "again" / constants.REPLAY_MP4).is_file()
 
 
 def test_same_seed_same_results(tmp_path):
@@ -96,6 +109,14 @@ def test_same_seed_same_results(tmp_path):
     assert first["methods"] == second["methods"]
     card = (tmp_path / "ad" / constants.MODEL_CARD).read_text()
     assert card == CARD  # without update_card the card is left alone
+    assert (tmp_path / "a" / constants.REPLAY_MP4).is_file() and not (tmp_path / "ad" / "replay.mp4").exists()
+
+
+def test_recorded_command_keeps_switched_off_defaults():
+    config = EvaluateConfig(model=["ad"], out="eval", video=False, greedy=True)
+    command = command_line(config, "hf-ad evaluate")
+    assert command == "hf-ad evaluate --model ad --out eval --greedy --video false"
+    assert parse_dataclass(EvaluateConfig, shlex.split(command)[2:], prog="hf-ad evaluate") == config
 
 
 def test_curve_stats_and_ranges():

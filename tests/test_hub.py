@@ -187,6 +187,7 @@ def _final_folder(folder, output_dir):
     (folder / constants.TRAIN_CONFIG).write_text(json.dumps(train_config))
     (folder / constants.TRAINER_STATE).write_text(json.dumps(STATE))
     (folder / "returns.png").write_bytes(b"\x89PNG")
+    (folder / constants.REPLAY_MP4).write_bytes(b"\x00\x00\x00\x20ftypisom")
     (folder / "notes.txt").write_text("not for the hub")
     return folder
 
@@ -199,7 +200,7 @@ def test_cli_publish_model_uploads_its_files_with_a_card_for_the_repo(tmp_path, 
     uploaded = mocked_hub[1][2]["files"]
     assert set(uploaded) == {
         "README.md", "config.json", "model.safetensors", *constants.REMOTE_CODE,
-        constants.TRAIN_CONFIG, constants.TRAINER_STATE, "returns.png",
+        constants.TRAIN_CONFIG, constants.TRAINER_STATE, "returns.png", constants.REPLAY_MP4,
     }  # fmt: skip
     card = uploaded["README.md"].decode()
     assert 'from_pretrained("org/ad-tiny")' in card and "- org/dark-histories" in card

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import gymnasium as gym
 import pytest
 import torch
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from local_hub import hub_env, serve_local_hub  # noqa: E402
 
 from hf_ad import ADConfig, ADModel, InContextRLPipeline, constants  # noqa: E402
+from hf_ad.cards import CARD_SECTION  # noqa: E402
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
@@ -96,6 +98,19 @@ def test_readme_table_is_the_shipped_evaluation():
             for stats in results["methods"][method]["summary"].values()
         ]
         assert row.split(" | ")[1:] == [*cells[:-1], cells[-1] + " |"], (method, row)
+
+
+def test_shipped_replay_video_is_small_decodes_and_is_in_the_card():
+    folder = PRETRAINED_DIR / "ad-darkroom"
+    video = folder / constants.REPLAY_MP4
+    assert video.stat().st_size < 300_000
+    assert (PRETRAINED_DIR / "evaluation" / constants.REPLAY_MP4).read_bytes() == video.read_bytes()
+    with av.open(str(video)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len({frame.tobytes() for frame in frames}) >= 2 and len({frame.shape for frame in frames}) == 1
+    card = (folder / constants.MODEL_CARD).read_text()
+    section = card.split(CARD_SECTION[0])[1].split(CARD_SECTION[1])[0]
+    assert '<video src="replay.mp4"' in section and "episode 1000 (right, return" in section
 
 
 def run_client(script: str, repos: dict[str, tuple[Path, str]], workdir: Path) -> dict:
@@ -199,9 +214,20 @@ def test_shipped_evaluation_reproduces_exactly(tmp_path):
         seeds=shipped["seeds"],
         seed=shipped["seed"],
         out=str(tmp_path),
+        video=False,  # test_shipped_replay_reproduces_exactly
     )
     results = evaluate(config, log=lambda _: None)
     for method, stats in shipped["methods"].items():
         for label, shipped_range in stats["summary"].items():
             measured = results["methods"][method]["summary"][label]
             assert measured == pytest.approx(shipped_range, abs=1e-6), (method, label)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_shipped_replay_reproduces_exactly(tmp_path):
+    """The command in the card gives back the shipped replay.mp4, byte for byte (about 2 minutes)."""
+    from hf_ad.video import VideoConfig, make_video
+
+    video, _ = make_video(VideoConfig(model=str(PRETRAINED_DIR / "ad-darkroom"), out=str(tmp_path)))
+    assert video.read_bytes() == (PRETRAINED_DIR / "ad-darkroom" / constants.REPLAY_MP4).read_bytes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import gymnasium as gym
@@ -50,7 +51,7 @@ class DarkRoomEnv(TaskEnv):
     - `size`: side of the room (default 9).
     - `reward_once`: reward only the first arrival on the goal per episode (default False).
     - `render_mode`: `"ansi"` (text: `#` walls, `A` agent, `G` goal, `@` agent on the goal) or
-      `"rgb_array"`.
+      `"rgb_array"` (an image; the cells visited since the episode began are drawn as a trail).
 
     ```python
     env = gym.make("hf_ad/DarkRoom-v0", goal=(2, 7))
@@ -78,6 +79,7 @@ class DarkRoomEnv(TaskEnv):
         super().__init__(task)
         self._x, self._y = self.start
         self._rewarded = False
+        self._trail = {self.start}  # cells visited this episode (at most size * size)
 
     @property
     def goal(self) -> tuple[int, int] | None:
@@ -95,32 +97,40 @@ class DarkRoomEnv(TaskEnv):
         self.reset_task(seed, options)
         self._x, self._y = self.start
         self._rewarded = False
+        self._trail = {self.start}
         return self._observation(), {}
 
     def step(self, action):
         action = grid.check_action(action)
         self._x, self._y = grid.move(self._x, self._y, action, self.size)
+        self._trail.add((self._x, self._y))
         on_goal = (self._x, self._y) == self.goal
         reward = float(on_goal and not (self.reward_once and self._rewarded))
         self._rewarded |= on_goal
         return self._observation(), reward, False, False, {}
 
     def render(self):
-        return draw_dark_room(self.render_mode, self.size, self.goal, (self._x, self._y))
+        return draw_dark_room(self.render_mode, self.size, self.goal, (self._x, self._y), self._trail)
 
     def _observation(self) -> np.ndarray:
         return np.array((self._x, self._y), dtype=np.int64)
 
 
 def draw_dark_room(
-    render_mode: str | None, size: int, goal: tuple[int, int] | None, agent: tuple[int, int]
+    render_mode: str | None,
+    size: int,
+    goal: tuple[int, int] | None,
+    agent: tuple[int, int],
+    trail: Iterable[tuple[int, int]] = (),
 ) -> str | np.ndarray | None:
-    """One frame of a Dark Room: text for `"ansi"`, an `(H, W, 3)` uint8 image for `"rgb_array"`."""
+    """One frame of a Dark Room: text for `"ansi"`, an `(H, W, 3)` uint8 image for `"rgb_array"` (with the
+    `trail` of visited cells under the goal and the agent)."""
     if render_mode == "ansi":
         marks = {} if goal is None else {goal: "G"}
         marks[agent] = "@" if agent == goal else "A"
         return grid.draw_text(size, marks)
     if render_mode == "rgb_array":
-        items = [] if goal is None else [(goal, "goal")]
+        items = [(cell, "trail") for cell in sorted(trail)]
+        items += [] if goal is None else [(goal, "goal")]
         return grid.draw_rgb(size, [*items, (agent, "agent")])
     return None

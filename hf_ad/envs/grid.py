@@ -29,6 +29,7 @@ COLORS = {
     "goal": (60, 200, 90),
     "key": (240, 200, 40),
     "door": (70, 130, 230),
+    "trail": (75, 75, 110),  # cells the agent visited this episode (`rgb_array` of a single env)
 }
 
 
@@ -185,7 +186,8 @@ def draw_rgb(size: int, items: Iterable[tuple[Sequence[int], str]]) -> np.ndarra
     Args:
         size: side of the square room.
         items: `((x, y), color)` pairs drawn in order, `color` a key of `COLORS`; the agent is drawn
-            smaller than the other marks so that a goal under it stays visible.
+            smaller than the other marks so that a goal under it stays visible, a trail cell fills
+            its cell so that a path reads as one line.
     """
     side = (size + 2) * CELL_PIXELS
     image = np.empty((side, side, 3), dtype=np.uint8)  # (H, W, 3)
@@ -193,7 +195,7 @@ def draw_rgb(size: int, items: Iterable[tuple[Sequence[int], str]]) -> np.ndarra
     inner = slice(CELL_PIXELS, side - CELL_PIXELS)
     image[inner, inner] = COLORS["floor"]
     for (x, y), color in items:
-        pad = CELL_PIXELS // 4 if color == "agent" else CELL_PIXELS // 8
+        pad = {"agent": CELL_PIXELS // 4, "trail": 0}.get(color, CELL_PIXELS // 8)
         top, left = (y + 1) * CELL_PIXELS + pad, (x + 1) * CELL_PIXELS + pad
         image[top : top + CELL_PIXELS - 2 * pad, left : left + CELL_PIXELS - 2 * pad] = COLORS[color]
     return image

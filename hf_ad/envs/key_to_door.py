@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import gymnasium as gym
@@ -59,7 +60,8 @@ class DarkKeyToDoorEnv(TaskEnv):
       kept across other resets. `reset(options={"task": ...})` sets a new task.
     - `size`: side of the room (default 9).
     - `render_mode`: `"ansi"` (text: `#` walls, `A` agent, `K` key until picked up, `D` door, `@`
-      agent on a marked cell) or `"rgb_array"`.
+      agent on a marked cell) or `"rgb_array"` (an image; the cells visited since the episode began
+      are drawn as a trail).
 
     `info["has_key"]` (bool) says whether the key is held after the reset or step.
     """
@@ -77,6 +79,7 @@ class DarkKeyToDoorEnv(TaskEnv):
         super().__init__(task)
         self._x = self._y = 0
         self._has_key = self._door_opened = False
+        self._trail = {(0, 0)}  # cells visited this episode (at most size * size)
 
     def check_task(self, task: object) -> tuple[int, int, int, int]:
         """Return `task` as `(key_x, key_y, door_x, door_y)` of Python ints, or raise `ValueError`."""
@@ -97,12 +100,14 @@ class DarkKeyToDoorEnv(TaskEnv):
         self.reset_task(seed, options)
         self._x, self._y = grid.cell_from_uniform(self.np_random.random(), self.size)
         self._has_key = self._door_opened = False
+        self._trail = {(self._x, self._y)}
         return self._observation(), {"has_key": False}
 
     def step(self, action):
         action = grid.check_action(action)
         self._x, self._y = grid.move(self._x, self._y, action, self.size)
         here = (self._x, self._y)
+        self._trail.add(here)
         reward = 0.0
         if not self._has_key:
             if here == self.key:
@@ -112,7 +117,8 @@ class DarkKeyToDoorEnv(TaskEnv):
         return self._observation(), reward, False, False, {"has_key": self._has_key}
 
     def render(self):
-        return draw_key_to_door(self.render_mode, self.size, self.task, (self._x, self._y), self._has_key)
+        agent = (self._x, self._y)
+        return draw_key_to_door(self.render_mode, self.size, self.task, agent, self._has_key, self._trail)
 
     def sample_task(self) -> tuple[int, int, int, int]:
         num_cells = self.size * self.size
@@ -131,8 +137,10 @@ def draw_key_to_door(
     task: tuple[int, int, int, int] | None,
     agent: tuple[int, int],
     has_key: bool,
+    trail: Iterable[tuple[int, int]] = (),
 ) -> str | np.ndarray | None:
-    """One frame of a Key-to-Door room (the key is drawn until it is picked up)."""
+    """One frame of a Key-to-Door room (the key is drawn until it is picked up; the `trail` of visited cells
+    under everything in `"rgb_array"` images)."""
     items = []
     if task is not None:
         items.append((task[2:], "door"))
@@ -143,5 +151,6 @@ def draw_key_to_door(
         marks[agent] = "@" if agent in marks else "A"
         return grid.draw_text(size, marks)
     if render_mode == "rgb_array":
-        return grid.draw_rgb(size, [*items, (agent, "agent")])
+        trail_items = [(cell, "trail") for cell in sorted(trail)]
+        return grid.draw_rgb(size, [*trail_items, *items, (agent, "agent")])
     return None
