@@ -348,7 +348,8 @@ def test_evaluate_push_to_hub_uploads_the_results_into_evaluation(tmp_path, mock
         ("create_commit", "org/ad-tiny", "model"),
     ]
     uploaded = mocked_hub[1][2]["files"]
-    assert set(uploaded) == {"evaluation/results.json", "evaluation/returns.png"}  # the card is left alone
+    expected = {"evaluation/results.json", "evaluation/returns.png", "evaluation/replay.mp4"}
+    assert set(uploaded) == expected  # the card is left alone
     results = json.loads(uploaded["evaluation/results.json"])
     local = json.loads((out / constants.RESULTS_JSON).read_text())
     assert str(tmp_path) not in json.dumps(results)  # the local paths of --model and --out stay home
