@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from hf_ad.files import atomic_write_text
+
 SECTIONS = ("envs", "sources", "model", "train", "rollout")
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = (
@@ -50,9 +52,7 @@ def replace_section(text: str, name: str, block: str) -> str:
 
 def write_section(name: str, block: str) -> None:
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
-    tmp = BENCHMARKS_MD.with_suffix(".md.tmp")
-    tmp.write_text(replace_section(text, name, block))
-    tmp.replace(BENCHMARKS_MD)
+    atomic_write_text(BENCHMARKS_MD, replace_section(text, name, block))
 
 
 def main(argv: list[str] | None = None) -> int:
