@@ -6,6 +6,10 @@ from typing import Any
 
 import gymnasium as gym
 
+# The info key of an env's hidden state (an int; an `(N,)` array in a batched env), where the observation
+# does not show it: for privileged learners such as tabular Q-learning, never for the agent's input.
+STATE_INFO = "state"
+
 
 class TaskEnv(gym.Env):
     """A gymnasium env with one task (goal, key and door, arm means) kept across episodes.
