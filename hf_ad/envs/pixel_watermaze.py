@@ -29,7 +29,7 @@ from minigrid.core.world_object import Ball, Box, Goal, Key, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 from hf_ad.envs import grid
-from hf_ad.envs.task_env import STATE_INFO, TaskEnv
+from hf_ad.envs.task_env import STATE_INFO, GoalEnv
 
 # MiniGrid's navigation actions, with MiniGrid's own indices (`minigrid.core.actions.Actions`).
 TURN_LEFT, TURN_RIGHT, FORWARD = range(3)
@@ -233,7 +233,7 @@ def draw_watermaze(
             room.grid.set(goal[0] + 1, goal[1] + 1, None)
 
 
-class PixelWatermazeEnv(TaskEnv):
+class PixelWatermazeEnv(GoalEnv):
     """Find an invisible goal in a MiniGrid room with landmarks, seeing only a first-person image.
 
     ## Description
@@ -309,32 +309,18 @@ class PixelWatermazeEnv(TaskEnv):
             raise ValueError(f"size must be at least 3 (a landmark on each wall), got {size!r}")
         if isinstance(tile_size, bool) or not isinstance(tile_size, int | np.integer) or tile_size < 1:
             raise ValueError(f"tile_size must be a positive integer (pixels per tile), got {tile_size!r}")
-        if goal is not None and task is not None and tuple(goal) != tuple(task):
-            raise ValueError(f"goal={goal!r} and task={task!r} disagree; pass only one of them")
         self.tile_size = int(tile_size)
         self.tables = pose_tables(self.size, self.tile_size)
         self.observation_space = gym.spaces.Box(0, 255, self.tables.views.shape[1:], dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
         self.render_mode = grid.check_render_mode(render_mode, self.metadata["render_modes"])
-        super().__init__(goal if goal is not None else task)
+        super().__init__(goal, task)
         self._pose = self.tables.start
-
-    @property
-    def goal(self) -> tuple[int, int] | None:
-        """The current goal `(x, y)`, i.e. the task (`None` before the first reset if none was given)."""
-        return self.task
 
     @property
     def pose(self) -> tuple[int, int, int]:
         """The agent's `(x, y, direction)`."""
         return pose_of(self._pose, self.size)
-
-    def check_task(self, task: object) -> tuple[int, int]:
-        """Return `task` as a goal `(x, y)` of Python ints, or raise `ValueError`."""
-        return grid.check_cells(task, self.size, 1, "goal")
-
-    def sample_task(self) -> tuple[int, int]:
-        return tuple(int(v) for v in self.np_random.integers(self.size, size=2))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self.reset_task(seed, options)
