@@ -12,6 +12,8 @@ learner per goal (cycled), and writes the same transitions twice, as one zstd pa
 read every observation into one numpy array (what `HistoryWindows.from_dataset` does), and the time
 per batch of training windows read from the loaded dataset without holding every frame in memory
 (`--batch` windows of `--context` transitions at random starts, decoded to `(B, T, H, W, 3)` uint8).
+The default size takes about 3 minutes and 10 GB of memory on 2 cores; the results are in
+docs/ARCHITECTURE.md (Histories).
 """
 
 from __future__ import annotations
