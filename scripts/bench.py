@@ -1,7 +1,7 @@
 """Benchmarks: speed targets live here, never in unit tests.
 
 Usage:
-    OMP_NUM_THREADS=1 python scripts/bench.py envs      # one section
+    OMP_NUM_THREADS=1 python scripts/bench.py envs      # one section (envs, pixels, sources, ...)
     OMP_NUM_THREADS=1 python scripts/bench.py all       # every section
 
 Each section is a module `scripts/bench_<name>.py` with `run() -> str` returning a Markdown block
@@ -24,7 +24,7 @@ import torch
 
 from hf_ad.files import atomic_write_text
 
-SECTIONS = ("envs", "sources", "model", "train", "rollout")
+SECTIONS = ("envs", "pixels", "sources", "model", "train", "rollout")
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = (
     "# Benchmarks\n\n"

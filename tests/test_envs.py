@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import hf_ad
-from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS
+from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS, PIXEL_WATERMAZE
 from hf_ad.envs import draw_path, greedy_action
 from hf_ad.envs.grid import COLORS, DOWN, LEFT, NOOP, RIGHT, UP
 
@@ -19,6 +19,7 @@ EXAMPLE_TASKS = {
     DARK_ROOM_HARD: (15, 1),
     DARK_KEY_TO_DOOR: (1, 2, 7, 6),
     BANDIT: (0.1, 0.9, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.0),
+    PIXEL_WATERMAZE: (2, 7),
 }
 
 
@@ -191,10 +192,11 @@ def test_render_modes(env_id):
     rows = text.splitlines()
     assert len(rows) == size + 2 and all(len(row) == 2 * size + 3 for row in rows)
     assert rows[0] == "#" * (2 * size + 3)
-    assert text.count("A") + text.count("@") == 1
     assert image.shape == ((size + 2) * 16, (size + 2) * 16, 3)
-    agent_y = text_env.unwrapped._y
-    assert "A" in rows[agent_y + 1] or "@" in rows[agent_y + 1]
+    agent = "A@" if env_id != PIXEL_WATERMAZE else "^>v<@"  # Pixel Watermaze draws its direction
+    assert sum(text.count(mark) for mark in agent) == 1
+    agent_y = text_env.unwrapped.pose[1] if env_id == PIXEL_WATERMAZE else text_env.unwrapped._y
+    assert any(mark in rows[agent_y + 1] for mark in agent)
 
 
 def test_dark_room_ansi_marks_goal_and_agent():

@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS
+from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS, PIXEL_WATERMAZE
 from hf_ad.envs import (
     all_tasks,
     greedy_action,
@@ -20,6 +20,7 @@ SPLIT_SIZES = {
     DARK_ROOM_HARD: (231, 58),
     DARK_KEY_TO_DOOR: (1800, 4680),
     BANDIT: (1000, 200),
+    PIXEL_WATERMAZE: (65, 16),
 }
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS
-from hf_ad.envs import DarkRoomVectorEnv, make_vector_env, sample_bandit_tasks, task_split
+from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS, PIXEL_WATERMAZE
+from hf_ad.envs import STATE_INFO, DarkRoomVectorEnv, make_vector_env, sample_bandit_tasks, task_split
 from hf_ad.envs.grid import LEFT, NOOP, RIGHT
 
 
@@ -21,6 +21,9 @@ def assert_infos_equal(single_infos, vector_info, key):
     assert np.array_equal(vector_info[key], [info[key] for info in single_infos])
 
 
+INFO_KEYS = {DARK_KEY_TO_DOOR: ("has_key",), PIXEL_WATERMAZE: (STATE_INFO,)}
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_batched_env_matches_single_envs_step_for_step(env_id):
     num_envs, seed = 6, 11
@@ -33,8 +36,8 @@ def test_batched_env_matches_single_envs_step_for_step(env_id):
     observations, info = vector.reset(seed=seed)
     resets = [env.reset(seed=seed + i) for i, env in enumerate(singles)]
     assert np.array_equal(observations, [obs for obs, _ in resets])
-    if env_id == DARK_KEY_TO_DOOR:
-        assert_infos_equal([info for _, info in resets], info, "has_key")
+    for key in INFO_KEYS.get(env_id, ()):
+        assert_infos_equal([info for _, info in resets], info, key)
 
     rng = np.random.default_rng(0)
     length = 2 * (singles[0].spec.max_episode_steps or 40) + 7  # crosses two episode ends
@@ -47,12 +50,12 @@ def test_batched_env_matches_single_envs_step_for_step(env_id):
         assert np.array_equal(terminated, [r[2] for r in results])
         assert np.array_equal(truncated, [r[3] for r in results])
         ended = terminated | truncated
+        for key in INFO_KEYS.get(env_id, ()):  # the step's own info (final_info where episodes ended)
+            assert_infos_equal([r[4] for r in results], info["final_info"] if ended.any() else info, key)
         if ended.any():
             assert np.array_equal(info["_final_obs"], ended)
             final = np.array([r[0] for r in results])
             assert np.array_equal(info["final_obs"][ended], final[ended])
-            if env_id == DARK_KEY_TO_DOOR:
-                assert_infos_equal([r[4] for r in results], info["final_info"], "has_key")
             # same-step autoreset: the returned observation starts the next episode
             results = [
                 env.reset() if end else r[:1] + r[4:]
@@ -63,8 +66,8 @@ def test_batched_env_matches_single_envs_step_for_step(env_id):
             assert "final_obs" not in info
             next_observations = np.array([r[0] for r in results])
         assert np.array_equal(observations, next_observations)
-        if env_id == DARK_KEY_TO_DOOR:
-            assert_infos_equal([r[-1] for r in results], info, "has_key")
+        for key in INFO_KEYS.get(env_id, ()):  # the returned observations' info
+            assert_infos_equal([r[-1] for r in results], info, key)
 
 
 def test_key_to_door_random_starts_match_single_envs_across_many_episodes():

@@ -74,3 +74,15 @@ def test_state_encoder():
     assert encode(np.array([[0, 0], [2, 3], [1, 2]])).tolist() == [0, 11, 6]
     with pytest.raises(ValueError, match="Discrete"):
         state_encoder(gym.spaces.Box(0, 1, (2,)))
+
+
+def test_pixel_watermaze_learns_on_the_privileged_pose_and_records_the_images():
+    env_id = constants.PIXEL_WATERMAZE
+    train, _ = task_split(env_id)
+    tasks = train[::8]  # 9 goals all over the room
+    blocks, returns = _returns(env_id, tasks, episodes=200, seed=0)
+    optimal = np.mean([optimal_return(env_id, t) for t in tasks])
+    assert returns[:5].mean() < 0.3 * optimal  # it starts untrained ...
+    assert returns[-10:].mean() >= 0.9 * optimal  # ... and learns the goal from info["state"]
+    observations = blocks[-1].observations  # what AD sees: the first-person images
+    assert observations.shape == (len(tasks), 50, 28, 28, 3) and observations.dtype == np.uint8

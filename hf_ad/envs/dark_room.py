@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 
 from hf_ad.envs import grid
-from hf_ad.envs.task_env import TaskEnv
+from hf_ad.envs.task_env import GoalEnv
 
 
-class DarkRoomEnv(TaskEnv):
+class DarkRoomEnv(GoalEnv):
     """Find an invisible goal in an empty square room, seeing only your own position.
 
     ## Description
@@ -68,30 +68,15 @@ class DarkRoomEnv(TaskEnv):
         render_mode: str | None = None,
     ):
         self.size = grid.check_size(size)
-        if goal is not None and task is not None and tuple(goal) != tuple(task):
-            raise ValueError(f"goal={goal!r} and task={task!r} disagree; pass only one of them")
-        task = goal if goal is not None else task
         self.reward_once = bool(reward_once)
         self.start = (self.size // 2, self.size // 2)
         self.observation_space = gym.spaces.MultiDiscrete([self.size, self.size], dtype=np.int64)
         self.action_space = gym.spaces.Discrete(grid.NUM_ACTIONS)
         self.render_mode = grid.check_render_mode(render_mode, self.metadata["render_modes"])
-        super().__init__(task)
+        super().__init__(goal, task)
         self._x, self._y = self.start
         self._rewarded = False
         self._trail = {self.start}  # cells visited this episode (at most size * size)
-
-    @property
-    def goal(self) -> tuple[int, int] | None:
-        """The current goal `(x, y)`, i.e. the task (`None` before the first reset if none was given)."""
-        return self.task
-
-    def check_task(self, task: object) -> tuple[int, int]:
-        """Return `task` as a goal `(x, y)` of Python ints, or raise `ValueError`."""
-        return grid.check_cells(task, self.size, 1, "goal")
-
-    def sample_task(self) -> tuple[int, int]:
-        return tuple(int(v) for v in self.np_random.integers(self.size, size=2))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self.reset_task(seed, options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
-from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS
+from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS, PIXEL_WATERMAZE
 
 # id -> keyword arguments of `gymnasium.register`. `gymnasium.make_vec(id, num_envs=N)` builds the native
 # batched env through `hf_ad.envs.vector.make_vector_env` (tasks default to N held-out tasks).
@@ -32,6 +32,11 @@ REGISTRATIONS: dict[str, dict] = {
         entry_point="hf_ad.envs.bandit:BanditEnv",
         vector_entry_point="hf_ad.envs.vector:make_bandit",
         kwargs={"num_arms": 10},
+    ),
+    PIXEL_WATERMAZE: dict(
+        entry_point="hf_ad.envs.pixel_watermaze:PixelWatermazeEnv",
+        vector_entry_point="hf_ad.envs.vector:make_pixel_watermaze",
+        max_episode_steps=50,
     ),
 }
 

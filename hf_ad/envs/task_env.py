@@ -6,6 +6,12 @@ from typing import Any
 
 import gymnasium as gym
 
+from hf_ad.envs import grid
+
+# The info key of an env's hidden state (an int; an `(N,)` array in a batched env), where the observation
+# does not show it: for privileged learners such as tabular Q-learning, never for the agent's input.
+STATE_INFO = "state"
+
 
 class TaskEnv(gym.Env):
     """A gymnasium env with one task (goal, key and door, arm means) kept across episodes.
@@ -41,3 +47,30 @@ class TaskEnv(gym.Env):
             self.task = self._given_task = self.check_task(task)
         elif self._given_task is None and (seed is not None or self.task is None):
             self.task = self.sample_task()
+
+
+class GoalEnv(TaskEnv):
+    """A `TaskEnv` whose task is one goal cell `(x, y)` of a `size` x `size` room, also given as `goal=`.
+
+    A subclass sets `self.size` before calling `super().__init__(goal, task)`.
+
+    Raises:
+        ValueError: `goal` and `task` both given and different.
+    """
+
+    def __init__(self, goal: tuple[int, int] | None = None, task: tuple[int, int] | None = None):
+        if goal is not None and task is not None and tuple(goal) != tuple(task):
+            raise ValueError(f"goal={goal!r} and task={task!r} disagree; pass only one of them")
+        super().__init__(goal if goal is not None else task)
+
+    @property
+    def goal(self) -> tuple[int, int] | None:
+        """The current goal `(x, y)`, i.e. the task (`None` before the first reset if none was given)."""
+        return self.task
+
+    def check_task(self, task: object) -> tuple[int, int]:
+        """Return `task` as a goal `(x, y)` of Python ints, or raise `ValueError`."""
+        return grid.check_cells(task, self.size, 1, "goal")
+
+    def sample_task(self) -> tuple[int, int]:
+        return tuple(int(v) for v in self.np_random.integers(self.size, size=2))

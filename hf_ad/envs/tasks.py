@@ -10,6 +10,7 @@ Splits are deterministic and stable across versions: they depend only on the see
 | `hf_ad/DarkRoomHard-v0` | 289 goals | 231 | 58 (20%) |
 | `hf_ad/DarkKeyToDoor-v0` | 6480 (key != door) | 1800 | 4680 (the paper: "< 2k seen in training") |
 | `hf_ad/Bandit-v0` | continuous | 1000 from `odd` | 200 from `even` |
+| `hf_ad/PixelWatermaze-v0` | 81 goals | 65 | 16 (20%; the same goals as Dark Room's split) |
 
 The bandit split follows the paper's adversarial bandit: train on the `odd` distribution, test on
 `even`; the third condition, `uniform`, comes from `sample_bandit_tasks("uniform", ...)`.
@@ -22,12 +23,12 @@ from typing import Any
 import numpy as np
 from gymnasium.envs.registration import load_env_creator
 
-from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD
+from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, PIXEL_WATERMAZE
 from hf_ad.envs import grid
 from hf_ad.envs.bandit import sample_arm_means
 from hf_ad.envs.registration import env_spec
 
-TEST_FRACTION = {DARK_ROOM: 0.2, DARK_ROOM_HARD: 0.2}
+TEST_FRACTION = {DARK_ROOM: 0.2, DARK_ROOM_HARD: 0.2, PIXEL_WATERMAZE: 0.2}
 KEY_TO_DOOR_TRAIN_TASKS = 1800
 BANDIT_TRAIN_TASKS, BANDIT_TEST_TASKS = 1000, 200
 
@@ -111,7 +112,9 @@ def optimal_return(env_id: str, task, **env_kwargs) -> float:
     21 - d, and 20 for the centre goal); with `reward_once`, 1 if the goal is reachable in T steps.
     Key-to-Door: the average over the uniformly drawn start cells of 1 per reachable reward (key
     first, then door) on shortest paths; 2 for every 9 x 9 task. Bandit: the largest arm mean
-    (one pull per episode). In an open room the Manhattan distance is the BFS distance.
+    (one pull per episode). In an open room the Manhattan distance is the BFS distance. Pixel
+    Watermaze: Dark Room's formula with `d` the fewest actions (turns included) from the start pose
+    to the goal, by breadth-first search over cell x direction.
 
     Args:
         env_id: one of `hf_ad.constants.ENV_IDS`.
@@ -126,6 +129,9 @@ def optimal_return(env_id: str, task, **env_kwargs) -> float:
         if steps > horizon:
             return 0.0
         return 1.0 if env.reward_once else float(horizon - steps + 1)
+    if env_id == PIXEL_WATERMAZE:
+        steps = max(env.tables.steps_to(task[1] * env.size + task[0]), 1)
+        return float(max(horizon - steps + 1, 0))
     key, door = task[:2], task[2:]
     total = 0.0
     for start in grid.cell_coordinates(env.size).tolist():
@@ -139,7 +145,8 @@ def random_return(env_id: str, task, **env_kwargs) -> float:
 
     Grid envs: dynamic programming over the distribution of the random walk's cell (moves into a
     wall stay put), with the goal absorbing for `reward_once` and a key-held phase for
-    Key-to-Door (start cells uniform). Bandit: the mean of the arm means.
+    Key-to-Door (start cells uniform); over cell x direction (three actions) for Pixel Watermaze.
+    Bandit: the mean of the arm means.
 
     Args:
         env_id: one of `hf_ad.constants.ENV_IDS`.
@@ -149,19 +156,19 @@ def random_return(env_id: str, task, **env_kwargs) -> float:
     env, task, horizon = _prepare(env_id, task, env_kwargs)
     if env_id == BANDIT:
         return float(np.mean(task))
+    if env_id == PIXEL_WATERMAZE:
+        tables = env.tables
+        start = np.zeros(tables.num_poses)
+        start[tables.start] = 1.0
+        on_goal = tables.cell == task[1] * env.size + task[0]  # (P,)
+        return _expected_visits(tables.random_walk_matrix(), start, on_goal, horizon)
     walk = _random_walk_matrix(env.size)  # (n, n)
     size = env.size
     if env_id in (DARK_ROOM, DARK_ROOM_HARD):
-        goal = task[1] * size + task[0]
-        cell = np.zeros(size * size)
-        cell[env.start[1] * size + env.start[0]] = 1.0
-        total = 0.0
-        for _ in range(horizon):
-            cell = cell @ walk
-            total += cell[goal]
-            if env.reward_once:
-                cell[goal] = 0.0  # rewarded once: stop counting this mass
-        return float(total)
+        start = np.zeros(size * size)
+        start[env.start[1] * size + env.start[0]] = 1.0
+        on_goal = np.arange(size * size) == task[1] * size + task[0]  # (n,)
+        return _expected_visits(walk, start, on_goal, horizon, once=env.reward_once)
     key, door = task[1] * size + task[0], task[3] * size + task[2]
     no_key = np.full(size * size, 1.0 / size**2)  # probability of (cell, key not held)
     with_key = np.zeros(size * size)  # probability of (cell, key held, door not opened)
@@ -173,6 +180,27 @@ def random_return(env_id: str, task, **env_kwargs) -> float:
         with_key[door] = 0.0  # door opened: nothing more to earn
         with_key[key] += picked
         no_key[key] = 0.0
+    return float(total)
+
+
+def _expected_visits(
+    walk: np.ndarray, start: np.ndarray, on_goal: np.ndarray, horizon: int, once: bool = False
+) -> float:
+    """Expected number of steps 1..`horizon` on which a Markov chain is in `on_goal`.
+
+    Args:
+        walk: `(S, S)` transition matrix.
+        start: `(S,)` distribution of the state at reset.
+        on_goal: `(S,)` bool, the rewarded states.
+        horizon: the number of steps.
+        once: count only the first visit (the goal pays once per episode).
+    """
+    state, total = start, 0.0
+    for _ in range(horizon):
+        state = state @ walk  # (S,)
+        total += state[on_goal].sum()
+        if once:
+            state = np.where(on_goal, 0.0, state)  # rewarded once: stop counting this mass
     return float(total)
 
 

@@ -43,12 +43,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD
+from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, PIXEL_WATERMAZE
 from hf_ad.envs import grid
 from hf_ad.envs.bandit import BanditEnv, draw_bandit
 from hf_ad.envs.dark_room import DarkRoomEnv, draw_dark_room
 from hf_ad.envs.key_to_door import DarkKeyToDoorEnv, draw_key_to_door
+from hf_ad.envs.pixel_watermaze import PixelWatermazeEnv, draw_watermaze, pose_of
 from hf_ad.envs.registration import env_spec
+from hf_ad.envs.task_env import STATE_INFO
 from hf_ad.envs.tasks import draw_test_tasks
 
 
@@ -391,11 +393,69 @@ class BanditVectorEnv(_BatchedEnv):
         return draw_bandit(self.render_mode, self.tasks[env], self._last_pull[env])
 
 
+class PixelWatermazeVectorEnv(_BatchedEnv):
+    """N Pixel Watermazes stepped and rendered at once; the batched `hf_ad.envs.PixelWatermazeEnv`.
+
+    Poses live in one `(N,)` array: a step is one lookup in MiniGrid's next-pose table and the batch of
+    views one `take` from the table of views MiniGrid drew once per pose
+    (`hf_ad.envs.pixel_watermaze.PoseTables`), pixel-identical to `RGBImgPartialObsWrapper`'s.
+    `info["state"]` is the `(N,)` int64 pose index of the returned observations (the next episode's
+    start on the step an episode ends; the last pose is in `info["final_info"]["state"]`).
+
+    Args:
+        tasks: one goal `(x, y)` per sub-env.
+        size: side of the free area (default 9).
+        tile_size: pixels per tile of the view (default 4).
+        max_episode_steps: episode length (default 50, the registration's).
+        render_mode: `"ansi"`, `"rgb_array"` (top-down maps) or None.
+        num_envs: optional; must equal `len(tasks)` (for `gymnasium.make_vec`).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[tuple[int, int]],
+        size: int = 9,
+        tile_size: int = 4,
+        max_episode_steps: int | None = 50,
+        render_mode: str | None = None,
+        num_envs: int | None = None,
+    ):
+        template = PixelWatermazeEnv(size=size, tile_size=tile_size)
+        self.size = template.size
+        self._tables = template.tables
+        self.single_state_space = gym.spaces.Discrete(self._tables.num_poses)  # info["state"], privileged
+        self._next_pose = self._tables.next_pose.reshape(-1)  # (P * A,) flat [pose, action]
+        self._pose = np.zeros(len(tasks), dtype=np.int64)  # (N,)
+        super().__init__(template, tasks, num_envs, max_episode_steps, render_mode)
+
+    def _load_tasks(self, tasks: np.ndarray) -> None:
+        self._goal_cell = tasks[:, 1] * self.size + tasks[:, 0]  # (N,)
+
+    def _reset_all(self) -> None:
+        self._pose = np.full(self.num_envs, self._tables.start, dtype=np.int64)
+
+    def _transition(self, actions):
+        self._pose = self._next_pose.take(self._pose * self._num_actions + actions)  # (N,)
+        on_goal = self._tables.cell.take(self._pose) == self._goal_cell  # (N,)
+        return on_goal.astype(np.float32), False
+
+    def _observations(self) -> np.ndarray:
+        return self._tables.views.take(self._pose, axis=0)  # (N, H, W, 3) uint8
+
+    def _info(self) -> dict[str, Any]:
+        return {STATE_INFO: self._pose.copy()}
+
+    def _render_one(self, env: int):
+        pose = pose_of(self._pose[env], self.size)
+        return draw_watermaze(self.render_mode, self.size, self.tasks[env], pose)
+
+
 VECTOR_ENVS: dict[str, type[_BatchedEnv]] = {
     DARK_ROOM: DarkRoomVectorEnv,
     DARK_ROOM_HARD: DarkRoomVectorEnv,
     DARK_KEY_TO_DOOR: DarkKeyToDoorVectorEnv,
     BANDIT: BanditVectorEnv,
+    PIXEL_WATERMAZE: PixelWatermazeVectorEnv,
 }
 
 
@@ -453,3 +513,4 @@ make_dark_room = partial(make_vector_env, DARK_ROOM)
 make_dark_room_hard = partial(make_vector_env, DARK_ROOM_HARD)
 make_dark_key_to_door = partial(make_vector_env, DARK_KEY_TO_DOOR)
 make_bandit = partial(make_vector_env, BANDIT)
+make_pixel_watermaze = partial(make_vector_env, PIXEL_WATERMAZE)

@@ -12,6 +12,11 @@ the key" (which the observation does not show), and "two" is "door opened, nothi
 Dark Room Hard "one" is "goal already paid". The learner counts its own rewards, so it needs no
 privileged information from the env.
 
+Privileged state: an env whose observation is not a cell (Pixel Watermaze's image) exposes its
+hidden state in `info["state"]` (`hf_ad.envs.STATE_INFO`) and its size as the batched env's
+`single_state_space` (`Discrete`); the learner then learns on that state (the pose), while the
+histories still record the observations, i.e. what an AD model sees.
+
 Exploration: epsilon-greedy with epsilon decaying per episode, plus optimistic initial values (the
 tables start at `init_q` + a tiny per-learner noise, which also breaks ties between untried actions
 at random instead of always in favour of action 0). Defaults are the recipe measured on Dark Room
@@ -29,7 +34,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-from hf_ad.envs import make_vector_env
+from hf_ad.envs import STATE_INFO, make_vector_env
 from hf_ad.sources.base import (
     EpisodeBlock,
     SourceConfig,
@@ -81,6 +86,19 @@ def state_encoder(observation_space: gym.Space):
     )
 
 
+def state_reader(env: gym.vector.VectorEnv):
+    """`(num_cells, read)`: `read(observations (N, ...), info) -> (N,) int64` state indices.
+
+    The env's privileged state (`info["state"]`) where it has a `single_state_space`, else the
+    observation's cell (`state_encoder`).
+    """
+    state_space = getattr(env, "single_state_space", None)
+    if state_space is not None:
+        return int(state_space.n), lambda observations, info: np.asarray(info[STATE_INFO], dtype=np.int64)
+    num_cells, encode = state_encoder(env.single_observation_space)
+    return num_cells, lambda observations, info: encode(observations)
+
+
 def learn(
     env_id: str, tasks: list[tuple], config: QLearningConfig, env_kwargs: dict | None = None
 ) -> Iterator[EpisodeBlock]:
@@ -91,7 +109,7 @@ def learn(
     env = make_vector_env(env_id, tasks, **env_kwargs)
     num_learners = len(tasks)
     num_actions = int(env.single_action_space.n)
-    num_cells, encode = state_encoder(env.single_observation_space)
+    num_cells, read_state = state_reader(env)
     memory = reward_memory_for(env_id)
     num_states = num_cells * (memory + 1)
 
@@ -100,13 +118,13 @@ def learn(
     q = config.init_q + rng.random((num_learners * num_states, num_actions)) * 1e-6
     row_offset = np.arange(num_learners, dtype=np.int64) * num_states  # (N,)
 
-    observations, _ = env.reset(seed=int(rng.integers(2**31)))
+    observations, info = env.reset(seed=int(rng.integers(2**31)))
     try:
         for episode in range(config.episodes):
             epsilon = config.epsilon_at(episode)
             steps = []  # (observations, actions, rewards, terminated, truncated) per step
             collected = np.zeros(num_learners, dtype=np.int64)  # (N,) rewards so far, capped
-            state = row_offset + encode(observations)  # (N,) rows of q
+            state = row_offset + read_state(observations, info)  # (N,) rows of q
             ended = False
             while not ended:
                 # epsilon-greedy from one uniform per learner: u < epsilon explores, and then
@@ -120,10 +138,13 @@ def learn(
                 steps.append((observations, actions, rewards, terminated, truncated))
                 ended = check_lock_step(terminated, truncated, len(steps))
 
-                final = final_observations(info) if ended else next_observations
+                if ended:
+                    final, final_info = final_observations(info), info["final_info"]
+                else:
+                    final, final_info = next_observations, info
                 if memory:
                     collected = np.minimum(collected + (rewards > 0), memory)
-                next_state = row_offset + encode(final) + collected * num_cells
+                next_state = row_offset + read_state(final, final_info) + collected * num_cells
                 target = rewards + config.gamma * q[next_state].max(axis=1) * ~terminated  # (N,)
                 q[state, actions] += config.learning_rate * (target - q[state, actions])
                 state = next_state
