@@ -99,7 +99,7 @@ MODEL_FOLDER_FILES = (constants.TRAINER_STATE, "config.json", SAFE_WEIGHTS_NAME)
 # What a run writes in its --output-dir, all that --overwrite removes.
 # Help text of the flags whose default is the env's recipe (`hf_ad.recipes`).
 RECIPE_DEFAULT = "Default: the recipe of the dataset's env (hf_ad.recipes)."
-RECIPE_OPTIMISATION = ("max_steps", "batch_size", "learning_rate")  # the recipe's settings beside the model
+RECIPE_OPTIMISATION = ("max_steps", "batch_size")  # the recipe's settings beside the model
 RUN_ENTRIES = (constants.TRAIN_CONFIG, constants.LOGS_DIR, constants.CHECKPOINTS_DIR, constants.FINAL_DIR)
 OPTIMIZER_FILE = f"{OPTIMIZER_NAME}.bin"
 
@@ -210,8 +210,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "Micro-batches per optimizer step."}
     )
-    learning_rate: float | None = field(
-        default=None, metadata={"help": f"Peak learning rate (paper: 3e-4). {RECIPE_DEFAULT}"}
+    learning_rate: float = field(
+        default=3e-4, metadata={"help": "Peak learning rate (the paper's 3e-4, every recipe's)."}
     )
     warmup_ratio: float = field(
         default=0.03, metadata={"help": "Fraction of max_steps of linear warm-up before the cosine decay."}
@@ -295,7 +295,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if self.context is not None and (not isinstance(self.context, int) or self.context < 1):
             raise ValueError(f"context must be a positive integer or None, got {self.context!r}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
+        if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
@@ -346,13 +346,18 @@ class TrainConfig:
 
     def with_recipe(self, env_id: str) -> TrainConfig:
         """This config with every recipe setting left `None` (not given) taken from `env_id`'s recipe (with
-        `init_from`, only the optimisation settings: the model is the checkpoint's).
+        `init_from`, only the optimisation settings: the model is the checkpoint's; with a given
+        `sliding_window`, the context stays twice that window unless given).
 
         Raises:
             ValueError: no recipe for `env_id` while a setting is left to it.
         """
         # With --init-from the model (and so the context) is the checkpoint's: only optimisation is left.
         settings = RECIPE_OPTIMISATION if self.init_from is not None else TrainingRecipe.__dataclass_fields__
+        if self.sliding_window is not None:
+            settings = [
+                name for name in settings if name != "context"
+            ]  # 2 * the given window (resolve_context)
         missing = [name for name in settings if getattr(self, name) is None]
         if not missing:
             return self

@@ -26,6 +26,7 @@ from hf_ad.evaluation import (
     stream_outcomes,
     stream_returns,
 )
+from hf_ad.recipes import EvaluationRecipe
 
 TASKS = [(0, 0), (2, 7)]
 CARD = (
@@ -229,7 +230,8 @@ def test_every_checkpoint_path_out_and_source_is_checked_before_any_rollout(tmp_
 
 
 def test_config_validation():
-    assert EvaluateConfig(model=["m"], out="x").seeds == 20  # the paper's number of evaluation seeds
+    recipe = EvaluateConfig(model=["m"], out="x").with_recipe(EvaluationRecipe())
+    assert (recipe.seeds, recipe.episodes) == (20, 1000)  # the paper's evaluation seeds and episodes
     with pytest.raises(ValueError, match="at least one"):
         EvaluateConfig(model=[], out="x")
     with pytest.raises(ValueError, match="episodes"):

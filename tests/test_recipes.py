@@ -29,7 +29,6 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 TINY_TRAINING = TrainingRecipe(
     max_steps=2,
     batch_size=4,
-    learning_rate=1e-3,
     context=6,
     sliding_window=5,
     max_context=12,
@@ -83,7 +82,11 @@ def test_given_flags_win_over_the_recipe():
     config = TrainConfig(dataset="d", output_dir="o", max_steps=7, sliding_window=9).with_recipe(
         constants.BANDIT
     )
-    assert (config.max_steps, config.sliding_window, config.context) == (7, 9, BANDIT_RECIPE.training.context)
+    # A window given without a context keeps the context at twice that window (resolve_context), not the recipe's.
+    assert (config.max_steps, config.sliding_window, config.context) == (7, 9, None)
+    assert config.batch_size == BANDIT_RECIPE.training.batch_size
+    config = TrainConfig(dataset="d", output_dir="o", hidden_size=8).with_recipe(constants.BANDIT)
+    assert (config.hidden_size, config.context) == (8, BANDIT_RECIPE.training.context)
 
 
 @pytest.fixture
