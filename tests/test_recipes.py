@@ -82,7 +82,7 @@ def test_given_flags_win_over_the_recipe():
     config = TrainConfig(dataset="d", output_dir="o", max_steps=7, sliding_window=9).with_recipe(
         constants.BANDIT
     )
-    # A window given without a context keeps the context at twice that window (resolve_context), not the recipe's.
+    # A window given without a context: twice that window (resolve_context), not the recipe's context.
     assert (config.max_steps, config.sliding_window, config.context) == (7, 9, None)
     assert config.batch_size == BANDIT_RECIPE.training.batch_size
     config = TrainConfig(dataset="d", output_dir="o", hidden_size=8).with_recipe(constants.BANDIT)
