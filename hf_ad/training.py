@@ -96,10 +96,13 @@ RESUME_OVERRIDES = frozenset({"learning_rate", "warmup_ratio", "max_grad_norm", 
 PATH_FIELDS = ("dataset", "output_dir", "init_from")
 # Files at the top of a model folder (final/) or a checkpoint, never of a run folder.
 MODEL_FOLDER_FILES = (constants.TRAINER_STATE, "config.json", SAFE_WEIGHTS_NAME)
-# What a run writes in its --output-dir, all that --overwrite removes.
 # Help text of the flags whose default is the env's recipe (`hf_ad.recipes`).
 RECIPE_DEFAULT = "Default: the recipe of the dataset's env (hf_ad.recipes)."
-RECIPE_OPTIMISATION = ("max_steps", "batch_size")  # the recipe's settings beside the model
+RECIPE_OPTIMISATION = ("max_steps", "batch_size", "learning_rate")  # the recipe's settings beside the model
+# TrainConfig's defaults before the recipes: a run recorded then (no recipe value resolved) left them out of
+# its command, and its card's command must not change.
+PRE_RECIPE_DEFAULTS = {"learning_rate": 3e-4}
+# What a run writes in its --output-dir, all that --overwrite removes.
 RUN_ENTRIES = (constants.TRAIN_CONFIG, constants.LOGS_DIR, constants.CHECKPOINTS_DIR, constants.FINAL_DIR)
 OPTIMIZER_FILE = f"{OPTIMIZER_NAME}.bin"
 
@@ -210,8 +213,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "Micro-batches per optimizer step."}
     )
-    learning_rate: float = field(
-        default=3e-4, metadata={"help": "Peak learning rate (the paper's 3e-4, every recipe's)."}
+    learning_rate: float | None = field(
+        default=None, metadata={"help": f"Peak learning rate (the paper: 3e-4). {RECIPE_DEFAULT}"}
     )
     warmup_ratio: float = field(
         default=0.03, metadata={"help": "Fraction of max_steps of linear warm-up before the cosine decay."}
@@ -295,7 +298,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if self.context is not None and (not isinstance(self.context, int) or self.context < 1):
             raise ValueError(f"context must be a positive integer or None, got {self.context!r}")
-        if not self.learning_rate > 0:
+        if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
@@ -342,6 +345,10 @@ class TrainConfig:
     def command(self, program: str = TRAIN_PROGRAM) -> str:
         """The command line that reproduces this run (flags that differ from the defaults)."""
         recorded = ("hub_dataset_id",) if self.hub_dataset_id == self.dataset else ()  # by `with_dataset_id`
+        if self.init_from is None and self.sliding_window is None:  # recorded before the recipes
+            recorded += tuple(
+                name for name, value in PRE_RECIPE_DEFAULTS.items() if getattr(self, name) == value
+            )
         return command_line(self, program, skip=("resume", "overwrite", *recorded))
 
     def with_recipe(self, env_id: str) -> TrainConfig:

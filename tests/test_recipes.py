@@ -29,6 +29,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 TINY_TRAINING = TrainingRecipe(
     max_steps=2,
     batch_size=4,
+    learning_rate=1e-3,
     context=6,
     sliding_window=5,
     max_context=12,
