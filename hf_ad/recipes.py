@@ -5,9 +5,8 @@ user does not give from the recipe of the env (of the dataset, of the checkpoint
 commands with no other flags reproduce the shipped result. A leaf module: it imports only
 `hf_ad.constants`, so the data, training and evaluation layers all read it.
 
-Each recipe's docstring says where it differs from the paper's appendix (shared facts in the README and
-`ENV_RECIPES` below) and why; the model card of a checkpoint records the values it was trained with
-(`train_config.json`).
+Each recipe's docstring says where it differs from the paper's appendix (Laskin et al., 2023) and why; the
+model card of a checkpoint records the values it was trained with (`train_config.json`).
 """
 
 from __future__ import annotations
@@ -142,16 +141,16 @@ BANDIT_RECIPE = Recipe(
     num_processes=1,
 )
 """Adversarial bandit: histories of 100 pulls (the paper's 100 trials), so every training segment is a whole
-history from its first pull and the window (100 transitions) sees every pull of an evaluation stream.
-One process of batch 32 (global batch 32, the paper's 128) for 1800 steps: 8 minutes on one core, so AD and
-ED train side by side on 2 cores. Departures from the paper's appendix, measured (normalised score on the
-odd / even / uniform tasks, 20 seeds): with its attention dropout 0.5 and token masking 0.3 at learning rate
-3e-4, AD imitated UCB1 loosely (loss 1.85) and scored 0.91 / 0.88 / 0.90; with both off, 0.94 / 0.93 / 0.94
-(loss 1.21); with both off and a peak learning rate of 1e-3, 0.98 / 0.97 / 0.98 (loss 1.04): the shipped
-recipe. Masking a whole token hides the reward a pull earned, which a bandit learner must count. The paper
-does not give its number of bandit tasks: 200 per distribution (`odd`, `even`, `uniform`), drawn with one
-seed (0), so the three samples hold the same arm means and differ only in which arm is best: the score
-differences are the adversarial placement alone."""
+history from its first pull and the window (100 transitions) sees every pull of an evaluation stream. One
+process of batch 32 (global batch 32, the paper's 128) for 1800 steps on one core, so AD and ED train side
+by side on 2 cores (9.6 minutes each, measured). Departures from the paper's appendix, measured (normalised
+score on the odd / even / uniform tasks, 20 seeds): with its attention dropout 0.5 and token masking 0.3 at
+learning rate 3e-4, AD imitated UCB1 loosely (loss 1.85) and scored 0.91 / 0.88 / 0.90; with both off, 0.94
+/ 0.93 / 0.94 (loss 1.21); with both off and a peak learning rate of 1e-3, 0.98 / 0.97 / 0.98 (loss 1.04):
+the shipped recipe. Masking a whole token hides the reward a pull earned, which a bandit learner must
+count. The paper does not give its number of bandit tasks: 200 per distribution (`odd`, `even`, `uniform`),
+drawn with one seed (0), so the three samples hold the same arm means and differ only in which arm is best:
+the score differences are the adversarial placement alone."""
 
 RECIPES: dict[str, Recipe] = {
     recipe.env_id: recipe
