@@ -147,10 +147,10 @@ by side on 2 cores (9.6 minutes each, measured). Departures from the paper's app
 score on the odd / even / uniform tasks, 20 seeds): with its attention dropout 0.5 and token masking 0.3 at
 learning rate 3e-4, AD imitated UCB1 loosely (loss 1.85) and scored 0.91 / 0.88 / 0.90; with both off, 0.94
 / 0.93 / 0.94 (loss 1.21); with both off and a peak learning rate of 1e-3, 0.98 / 0.97 / 0.98 (loss 1.04):
-the shipped recipe. Masking a whole token hides the reward a pull earned, which a bandit learner must
-count. The paper does not give its number of bandit tasks: 200 per distribution (`odd`, `even`, `uniform`),
-drawn with one seed (0), so the three samples hold the same arm means and differ only in which arm is best:
-the score differences are the adversarial placement alone."""
+the shipped recipe. A likely reason (not isolated): masking a whole token hides the reward a pull earned,
+which a bandit learner must count. The paper does not give its number of bandit tasks: 200 per distribution
+(`odd`, `even`, `uniform`), drawn with one seed (0), so the three samples hold the same arm means and
+differ only in which arm is best: the score differences are the adversarial placement alone."""
 
 RECIPES: dict[str, Recipe] = {
     recipe.env_id: recipe
