@@ -21,6 +21,7 @@ from hf_ad.evaluation import (
     curve_stats,
     episode_ranges,
     evaluate,
+    normalise,
     recorded_source,
     resolve_source,
     stream_outcomes,
@@ -227,6 +228,15 @@ def test_every_checkpoint_path_out_and_source_is_checked_before_any_rollout(tmp_
     (tmp_path / "broken" / constants.MODEL_CONFIG).write_text("{")
     with pytest.raises(ValueError, match="--ed-model 'broken': cannot load its config"):
         evaluate(EvaluateConfig(model=[model], ed_model=["broken"], out="x"))
+
+
+def test_normalise_scores_random_0_and_the_reference_1():
+    random, reference = 0.5, 0.6
+    runs = np.array([[0.5, 0.5], [0.6, 0.6], [0.7, 0.5]])  # (runs, episodes): random, reference, reference
+    scores = normalise(runs, random, reference)
+    assert scores["n"] == 3 and scores["reward"] == pytest.approx(0.5666667)
+    assert scores["mean"] == pytest.approx(2 / 3) and scores["std"] == pytest.approx(np.std([0.0, 1.0, 1.0]))
+    assert normalise(np.full((2, 4), reference), random, reference)["mean"] == pytest.approx(1.0)
 
 
 def test_config_validation():
