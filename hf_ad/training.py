@@ -727,17 +727,35 @@ def _same_setting(name: str, saved: Any, current: Any) -> bool:
     return both_paths and Path(saved).resolve() == Path(current).resolve()
 
 
+def settings_used(recorded: dict) -> dict:
+    """A recorded `train_config.json` with the recipe settings it left to `None` (a run recorded before the
+    recipes) replaced by what that run used: ADConfig's defaults and a context of twice the window. With
+    `init_from` they stay `None` (the checkpoint's, as in a run recorded now)."""
+    if recorded.get("init_from") is not None:
+        return recorded
+    used = {
+        name: getattr(ADConfig, name)
+        for name in model_field_names()
+        if name in TrainingRecipe.__dataclass_fields__
+    }
+    used = {name: value for name, value in used.items() if recorded.get(name) is None}
+    window = recorded.get("sliding_window") or ADConfig.sliding_window
+    context = {"context": 2 * window} if recorded.get("context") is None else {}
+    return {**recorded, **used, **context}
+
+
 def resume_changes(
     cfg: TrainConfig, saved: dict, allowed: frozenset[str] = RESUME_OVERRIDES
 ) -> dict[str, list]:
     """The settings of `cfg` that differ from the `saved` config of the run it resumes: `{name: [old, new]}`.
 
-    Fields in `RESUMABLE_CHANGES` are ignored; path fields are compared resolved.
+    Fields in `RESUMABLE_CHANGES` are ignored; path fields are compared resolved; what an older run left to
+    ADConfig counts as the value it used (`settings_used`).
 
     Raises:
         ValueError: a field outside `allowed` differs, naming each with both values and the remedies.
     """
-    current = cfg.to_dict()
+    current, saved = cfg.to_dict(), settings_used(saved)
     changes = {
         name: [saved.get(name), current.get(name)]
         for name in sorted(set(current) | set(saved))

@@ -23,7 +23,7 @@ from hf_ad.recipes import (
     training_values,
 )
 from hf_ad.sources.bandits import UCBConfig
-from hf_ad.training import TrainConfig, model_field_names
+from hf_ad.training import TrainConfig, model_field_names, resume_changes
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 TINY_TRAINING = TrainingRecipe(
@@ -71,6 +71,15 @@ def test_dark_room_recipe_is_the_shipped_release():
     assert {k: resolved[k] for k, v in recorded.items() if v is not None} == {
         k: v for k, v in recorded.items() if v is not None
     }
+
+
+def test_a_run_recorded_before_the_recipes_resumes_with_them():
+    """The shipped Dark Room run left the model and context to ADConfig (null); the recipe gives the same."""
+    recorded = json.loads((PRETRAINED_DIR / "ad-darkroom" / constants.TRAIN_CONFIG).read_text())
+    flags = {k: recorded[k] for k in ("dataset", "output_dir", "save_steps", "report_to", "resume")}
+    assert resume_changes(TrainConfig(**flags).with_recipe(constants.DARK_ROOM), recorded) == {}
+    with pytest.raises(ValueError, match="hidden_size: 64 -> 32"):
+        resume_changes(TrainConfig(**flags, hidden_size=32).with_recipe(constants.DARK_ROOM), recorded)
 
 
 def test_init_from_takes_only_the_optimisation_from_the_recipe():
