@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 export OMP_NUM_THREADS ?= 1
+# The env whose release `make reproduce` rebuilds (make reproduce ENV=hf_ad/Bandit-v0).
+ENV := hf_ad/DarkRoom-v0
 
 .PHONY: setup demo test test-slow lint bench reproduce clean
 
@@ -33,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench.py all
 
 reproduce: $(STAMP)
-	bash scripts/reproduce.sh
+	ENV_ID=$(ENV) bash scripts/reproduce.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -417,11 +417,44 @@ def evaluation_section(results: dict, method: str, own: dict) -> str:
         "one seed, scored by its mean over the tasks). Measured by:\n\n"
         f"```\n{portable_command(results['command'])}\n```\n\n"
     )
-    return f"{CARD_SECTION[0]}\n## Evaluation\n\n{intro}{header}{rows}{CARD_SECTION[1]}"
+    normalised = normalised_table(results, method, own) if "normalised" in results else ""
+    return f"{CARD_SECTION[0]}\n## Evaluation\n\n{intro}{header}{rows}{normalised}{CARD_SECTION[1]}"
+
+
+def normalised_table(results: dict, method: str, own: dict) -> str:
+    """The Markdown table of the paper's normalised bandit scores (`results["normalised"]`): one row per
+    method, one column per task distribution, mean ± std over runs."""
+    summary = results["normalised"]
+    distributions = list(summary["distributions"])
+    header = (
+        "| method | "
+        + " | ".join(f"`{d}`" for d in distributions)
+        + " |\n|---|"
+        + "---|" * len(distributions)
+    )
+
+    def row(name: str, scores: dict) -> str:
+        cells = [f"{scores[d]['mean']:.2f} ± {scores[d]['std']:.2f}" for d in distributions]
+        return f"| {name} (n={scores[distributions[0]]['n']}) | " + " | ".join(cells) + " |\n"
+
+    rows = row(f"{method}, this checkpoint", own["normalised"])
+    for key, stats in results["methods"].items():
+        if "normalised" in stats and (key != method or len(stats.get("checkpoints", [])) > 1):
+            rows += row(
+                stats["label"] if key != method else f"{method}, all checkpoints", stats["normalised"]
+            )
+    rows += "| random policy | " + " | ".join("0.00" for _ in distributions) + " |\n"
+    tasks = ", ".join(f"{v['tasks']} `{d}`" for d, v in summary["distributions"].items())
+    return (
+        f"\nNormalised score as in the paper, `{summary['formula']}`, with `r` a run's mean return per "
+        f"episode over {summary['episodes']} episodes and the source ({summary['reference']}, learning from "
+        f"scratch) as the reference, on {tasks} tasks (`hf_ad.envs.sample_bandit_tasks`):\n\n{header}\n{rows}"
+    )
 
 
 def _eval_results(results: dict, method: str, own: dict) -> list[EvalResult]:
-    """The `model-index` entries of one checkpoint: its mean return over each summary range."""
+    """The `model-index` entries of one checkpoint: its mean return over each summary range, and its
+    normalised score on each task distribution where measured (the bandit)."""
     settings = {key: results[key] for key in ("episodes", "seeds", "seed", "sample")}
     return [
         EvalResult(
@@ -436,6 +469,20 @@ def _eval_results(results: dict, method: str, own: dict) -> list[EvalResult]:
             metric_args={**settings, "num_tasks": len(results["tasks"]), "runs": own["n"]},
         )
         for label in results["ranges"]
+    ] + [
+        EvalResult(
+            task_type="reinforcement-learning",
+            task_name=EVAL_TASK_NAME,
+            dataset_type=results["env_id"],
+            dataset_name=f"{results['env_id']} {distribution} tasks",
+            dataset_split=distribution,
+            metric_type="normalized_score",
+            metric_name=f"Normalised score, {distribution} tasks ({method})",
+            metric_value=round(scores["mean"], 4),
+            metric_args={**settings, "num_tasks": info["tasks"], "runs": scores["n"]},
+        )
+        for distribution, scores in own.get("normalised", {}).items()
+        for info in [results["normalised"]["distributions"][distribution]]
     ]
 
 

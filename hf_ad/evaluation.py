@@ -42,16 +42,16 @@ from hf_ad import constants
 from hf_ad.cards import update_model_card
 from hf_ad.command_line import command_line
 from hf_ad.data.generate import DEFAULTS
-from hf_ad.envs import optimal_return, random_return
+from hf_ad.envs import optimal_return, random_return, sample_bandit_tasks
 from hf_ad.files import atomic_write_text
 from hf_ad.plotting import Band, Level, save_band_plot
+from hf_ad.recipes import RECIPES, EvaluationRecipe
 from hf_ad.rollout import InContextRLPipeline
 from hf_ad.sources import SOURCE_NAMES, SOURCES
 from hf_ad.video import VideoConfig, make_video
 
 logger = logging.getLogger(__name__)
 
-PAPER_SEEDS = 20  # evaluation seeds per checkpoint in the paper's figures
 # Episode ranges (1-based, inclusive) summarised in results.json and the model card: early, the paper's
 # "episode 200" point, plus the last 100 episodes (added per run, clipped to the episodes played).
 SUMMARY_RANGES = ((1, 10), (41, 50), (191, 200))
@@ -79,16 +79,29 @@ class EvaluateConfig:
             "default source."
         },
     )
-    episodes: int = field(default=1000, metadata={"help": "Episodes per task and run (the paper: 1000)."})
-    seeds: int = field(
-        default=PAPER_SEEDS,
-        metadata={"help": "Evaluation seeds: runs per checkpoint (and of the source); the paper's 20."},
+    episodes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Episodes per task and run (the paper: 1000; 100 pulls for the bandit). Default: the "
+            "recipe of the checkpoint's env (hf_ad.recipes)."
+        },
+    )
+    seeds: int | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluation seeds: runs per checkpoint (and of the source); the paper's 20. Default: the "
+            "recipe of the checkpoint's env."
+        },
     )
     seed: int = field(
         default=0, metadata={"help": "Base seed of the envs, the action sampling and the source."}
     )
     num_tasks: int | None = field(
-        default=None, metadata={"help": "Evaluate the first N held-out tasks only (default: all of them)."}
+        default=None,
+        metadata={
+            "help": "Evaluate the first N held-out tasks only. Default: the recipe of the checkpoint's env "
+            "(all of them but for Key-to-Door)."
+        },
     )
     greedy: bool = field(
         default=False,
@@ -121,6 +134,8 @@ class EvaluateConfig:
             raise ValueError("model must name at least one AD checkpoint")
         for name in ("episodes", "seeds"):
             value = getattr(self, name)
+            if value is None:
+                continue  # the recipe's, filled in by `with_recipe`
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.num_tasks is not None and (isinstance(self.num_tasks, bool) or self.num_tasks < 1):
@@ -129,6 +144,15 @@ class EvaluateConfig:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.source is not None and self.source != "none" and self.source not in SOURCE_NAMES:
             raise ValueError(f"source must be one of {SOURCE_NAMES} or 'none', got {self.source!r}")
+
+    def with_recipe(self, recipe: EvaluationRecipe) -> EvaluateConfig:
+        """This config with `episodes`, `seeds` and `num_tasks` taken from `recipe` where not given."""
+        return dataclasses.replace(
+            self,
+            episodes=self.episodes or recipe.episodes,
+            seeds=self.seeds or recipe.seeds,
+            num_tasks=self.num_tasks or recipe.num_tasks,
+        )
 
 
 # --- statistics -----------------------------------------------------------------------------------
@@ -294,6 +318,93 @@ def evaluate_source(
     }
 
 
+# --- normalised scores on task distributions (the adversarial bandit) -------------------------------
+
+
+NORMALISED_FORMULA = "(r - r_random) / (r_source - r_random)"
+
+
+def normalise(runs: np.ndarray, random: float, reference: float) -> dict[str, float | int]:
+    """The paper's bandit score of `(n, episodes)` run scores: each run's mean return per episode `r`,
+    normalised so that the random policy (`random`) scores 0 and the source (`reference`) 1.
+
+    Returns:
+        `n`, the mean return per episode (`reward`), and the mean and std (ddof 0) of the normalised runs.
+    """
+    rewards = runs.mean(axis=1)  # (n,)
+    scores = (rewards - random) / (reference - random)  # (n,)
+    return {
+        "n": len(rewards),
+        "reward": float(rewards.mean()),
+        "mean": float(scores.mean()),
+        "std": float(scores.std()),
+    }
+
+
+def normalised_scores(
+    config: EvaluateConfig,
+    recipe: EvaluationRecipe,
+    source: tuple[str, dict],
+    env: tuple[str, dict],
+    log: Callable[[str], None] = logger.info,
+    progress: bool = False,
+) -> dict[str, dict]:
+    """The paper's normalised bandit scores: every method on `recipe.tasks_per_distribution` tasks of each
+    of `recipe.task_distributions` (`hf_ad.envs.sample_bandit_tasks`, seed `recipe.distribution_seed`),
+    with `config.episodes` pulls per task and `config.seeds` seeds, normalised by the source learning the
+    same tasks from scratch (`normalise`).
+
+    Args:
+        source: `(name, options)` of the source, the normalisation's reference (UCB1 for the bandit).
+        env: `(env_id, env_kwargs)` of the checkpoints.
+
+    Returns:
+        `summary` (formula, reference, per distribution: tasks, seed, the random policy's and the source's
+        mean return per episode), `methods[method][distribution]` and
+        `per_checkpoint[method][path][distribution]`, each `normalise`'s dict.
+    """
+    (env_id, env_kwargs), (name, options) = env, source
+    summary = {"formula": NORMALISED_FORMULA, "reference": name, "episodes": config.episodes}
+    summary["distributions"] = {}
+    methods: dict[str, dict] = {}
+    per_checkpoint: dict[str, dict] = {}
+    for distribution in recipe.task_distributions:
+        tasks = sample_bandit_tasks(distribution, recipe.tasks_per_distribution, recipe.distribution_seed)
+        log(f"normalised score: {len(tasks)} {distribution!r} tasks x {config.seeds} seeds")
+        source_runs, _ = evaluate_source(name, options, env_id, env_kwargs, tasks, config, progress)
+        random = float(np.mean([random_return(env_id, task, **env_kwargs) for task in tasks]))
+        reference = float(source_runs.mean())
+        summary["distributions"][distribution] = {
+            "tasks": len(tasks),
+            "seed": recipe.distribution_seed,
+            "random": random,
+            "source": reference,
+        }
+        methods.setdefault("source", {})[distribution] = normalise(source_runs, random, reference)
+        for method, paths in (("AD", config.model), ("ED", config.ed_model or [])):
+            runs = []
+            for path in paths:
+                runs.append(evaluate_checkpoint(path, tasks, config, progress))
+                scores = normalise(runs[-1], random, reference)
+                per_checkpoint.setdefault(method, {}).setdefault(path, {})[distribution] = scores
+            if runs:
+                methods.setdefault(method, {})[distribution] = normalise(
+                    np.concatenate(runs), random, reference
+                )
+    return {"summary": summary, "methods": methods, "per_checkpoint": per_checkpoint}
+
+
+def add_normalised(normalised: dict, methods: dict, per_checkpoint: dict) -> None:
+    """Put `normalised_scores`' per-method and per-checkpoint scores under `"normalised"` in the curves'
+    stats of `results.json` (`methods[method]`, `per_checkpoint[method][path]`)."""
+    for method, scores in normalised["methods"].items():
+        if method in methods:
+            methods[method]["normalised"] = scores
+    for method, paths in normalised["per_checkpoint"].items():
+        for path, scores in paths.items():
+            per_checkpoint[method][path]["normalised"] = scores
+
+
 # --- the evaluation -------------------------------------------------------------------------------
 
 
@@ -423,6 +534,8 @@ def evaluate(
     """
     model_config = check_same_env(checkpoint_flags(config))
     env_id, env_kwargs = model_config.env_id, dict(model_config.env_kwargs)
+    recipe = RECIPES[env_id].evaluation if env_id in RECIPES else EvaluationRecipe()
+    config = config.with_recipe(recipe)
     tasks = held_out_tasks(config.model[0], model_config, config.num_tasks)
     check_out(config.out)
     source = resolve_source(config, env_id)
@@ -454,6 +567,10 @@ def evaluate(
 
     optimal = [optimal_return(env_id, task, **env_kwargs) for task in tasks]
     random = [random_return(env_id, task, **env_kwargs) for task in tasks]
+    normalised = None
+    if recipe.task_distributions and source is not None:
+        normalised = normalised_scores(config, recipe, source, (env_id, env_kwargs), log, progress)
+        add_normalised(normalised, methods, per_checkpoint)
 
     results = {
         "command": command_line(config, "hf-ad evaluate"),
@@ -470,6 +587,8 @@ def evaluate(
         "methods": methods,
         "per_checkpoint": per_checkpoint,
     }
+    if normalised is not None:
+        results["normalised"] = normalised["summary"]
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / constants.RESULTS_JSON, json.dumps(results, indent=1))
@@ -537,6 +656,8 @@ __all__ = [
     "episode_ranges",
     "evaluate",
     "evaluate_source",
+    "normalise",
+    "normalised_scores",
     "plot_returns",
     "summary_lines",
 ]

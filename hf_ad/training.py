@@ -68,11 +68,12 @@ from hf_ad import cards, constants, envs
 from hf_ad.agent import quiet_progress_bars
 from hf_ad.command_line import command_line
 from hf_ad.configuration_ad import ADConfig
-from hf_ad.data.histories import load_histories
+from hf_ad.data.histories import dataset_metadata, load_histories
 from hf_ad.data.windows import HistoryWindows, window_loader
 from hf_ad.files import TEMP_SUFFIX, atomic_write_json, replace_folder, temporary_name
 from hf_ad.modeling_ad import ADModel
 from hf_ad.random_states import RandomStates, random_states_name
+from hf_ad.recipes import TrainingRecipe, training_values
 from hf_ad.rollout import rollout
 from hf_ad.spaces import check_spaces, config_kwargs_from_spaces
 
@@ -95,6 +96,12 @@ RESUME_OVERRIDES = frozenset({"learning_rate", "warmup_ratio", "max_grad_norm", 
 PATH_FIELDS = ("dataset", "output_dir", "init_from")
 # Files at the top of a model folder (final/) or a checkpoint, never of a run folder.
 MODEL_FOLDER_FILES = (constants.TRAINER_STATE, "config.json", SAFE_WEIGHTS_NAME)
+# Help text of the flags whose default is the env's recipe (`hf_ad.recipes`).
+RECIPE_DEFAULT = "Default: the recipe of the dataset's env (hf_ad.recipes)."
+RECIPE_OPTIMISATION = ("max_steps", "batch_size", "learning_rate")  # the recipe's settings beside the model
+# TrainConfig's defaults before the recipes: a run recorded then (no recipe value resolved) left them out of
+# its command, and its card's command must not change.
+PRE_RECIPE_DEFAULTS = {"learning_rate": 3e-4}
 # What a run writes in its --output-dir, all that --overwrite removes.
 RUN_ENTRIES = (constants.TRAIN_CONFIG, constants.LOGS_DIR, constants.CHECKPOINTS_DIR, constants.FINAL_DIR)
 OPTIMIZER_FILE = f"{OPTIMIZER_NAME}.bin"
@@ -107,6 +114,8 @@ def _flags(names) -> str:
 
 def _model_field(name: str, help: str) -> Any:
     """A TrainConfig field for the ADConfig field `name`: `None` keeps ADConfig's default."""
+    if name in TrainingRecipe.__dataclass_fields__:
+        return field(default=None, metadata={"help": f"{help} {RECIPE_DEFAULT}"})
     default = getattr(ADConfig, name)
     return field(default=None, metadata={"help": f"{help} Default: ADConfig's ({default!r})."})
 
@@ -183,8 +192,9 @@ class TrainConfig:
     context: int | None = field(
         default=None,
         metadata={
-            "help": "Transitions per training segment; default 2 * sliding_window, so that most positions "
-            "see a full attention window as in a streaming rollout (see hf_ad.data.windows)."
+            "help": "Transitions per training segment (the recipes: 2 * sliding_window, so that most "
+            "positions see a full attention window as in a streaming rollout; see hf_ad.data.windows). "
+            f"{RECIPE_DEFAULT}"
         },
     )
     loss_lead_in: int = field(
@@ -196,12 +206,16 @@ class TrainConfig:
     )
 
     # --- optimisation
-    max_steps: int = field(default=1500, metadata={"help": "Optimizer steps."})
-    batch_size: int = field(default=64, metadata={"help": "Windows per micro-batch, per process."})
+    max_steps: int | None = field(default=None, metadata={"help": f"Optimizer steps. {RECIPE_DEFAULT}"})
+    batch_size: int | None = field(
+        default=None, metadata={"help": f"Windows per micro-batch, per process. {RECIPE_DEFAULT}"}
+    )
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "Micro-batches per optimizer step."}
     )
-    learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate (paper: 3e-4)."})
+    learning_rate: float | None = field(
+        default=None, metadata={"help": f"Peak learning rate (the paper: 3e-4). {RECIPE_DEFAULT}"}
+    )
     warmup_ratio: float = field(
         default=0.03, metadata={"help": "Fraction of max_steps of linear warm-up before the cosine decay."}
     )
@@ -272,6 +286,8 @@ class TrainConfig:
         )
         for name in positive:
             value = getattr(self, name)
+            if value is None and name in TrainingRecipe.__dataclass_fields__:
+                continue  # the recipe's, filled in by `with_recipe`
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.eval_episodes, int) or self.eval_episodes < 1:
@@ -282,7 +298,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if self.context is not None and (not isinstance(self.context, int) or self.context < 1):
             raise ValueError(f"context must be a positive integer or None, got {self.context!r}")
-        if not self.learning_rate > 0:
+        if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
@@ -329,7 +345,31 @@ class TrainConfig:
     def command(self, program: str = TRAIN_PROGRAM) -> str:
         """The command line that reproduces this run (flags that differ from the defaults)."""
         recorded = ("hub_dataset_id",) if self.hub_dataset_id == self.dataset else ()  # by `with_dataset_id`
+        if self.init_from is None and self.sliding_window is None:  # recorded before the recipes
+            recorded += tuple(
+                name for name, value in PRE_RECIPE_DEFAULTS.items() if getattr(self, name) == value
+            )
         return command_line(self, program, skip=("resume", "overwrite", *recorded))
+
+    def with_recipe(self, env_id: str) -> TrainConfig:
+        """This config with every recipe setting left `None` (not given) taken from `env_id`'s recipe (with
+        `init_from`, only the optimisation settings: the model is the checkpoint's; with a given
+        `sliding_window`, the context stays twice that window unless given).
+
+        Raises:
+            ValueError: no recipe for `env_id` while a setting is left to it.
+        """
+        # With --init-from the model (and so the context) is the checkpoint's: only optimisation is left.
+        settings = RECIPE_OPTIMISATION if self.init_from is not None else TrainingRecipe.__dataclass_fields__
+        if self.sliding_window is not None:
+            settings = [
+                name for name in settings if name != "context"
+            ]  # 2 * the given window (resolve_context)
+        missing = [name for name in settings if getattr(self, name) is None]
+        if not missing:
+            return self
+        recipe = training_values(env_id)
+        return dataclasses.replace(self, **{name: recipe[name] for name in missing})
 
     def with_dataset_id(self) -> TrainConfig:
         """This config with `hub_dataset_id` recorded for the model card: `--dataset` itself when it names no
@@ -687,17 +727,35 @@ def _same_setting(name: str, saved: Any, current: Any) -> bool:
     return both_paths and Path(saved).resolve() == Path(current).resolve()
 
 
+def settings_used(recorded: dict) -> dict:
+    """A recorded `train_config.json` with the recipe settings it left to `None` (a run recorded before the
+    recipes) replaced by what that run used: ADConfig's defaults and a context of twice the window. With
+    `init_from` they stay `None` (the checkpoint's, as in a run recorded now)."""
+    if recorded.get("init_from") is not None:
+        return recorded
+    used = {
+        name: getattr(ADConfig, name)
+        for name in model_field_names()
+        if name in TrainingRecipe.__dataclass_fields__
+    }
+    used = {name: value for name, value in used.items() if recorded.get(name) is None}
+    window = recorded.get("sliding_window") or ADConfig.sliding_window
+    context = {"context": 2 * window} if recorded.get("context") is None else {}
+    return {**recorded, **used, **context}
+
+
 def resume_changes(
     cfg: TrainConfig, saved: dict, allowed: frozenset[str] = RESUME_OVERRIDES
 ) -> dict[str, list]:
     """The settings of `cfg` that differ from the `saved` config of the run it resumes: `{name: [old, new]}`.
 
-    Fields in `RESUMABLE_CHANGES` are ignored; path fields are compared resolved.
+    Fields in `RESUMABLE_CHANGES` are ignored; path fields are compared resolved; what an older run left to
+    ADConfig counts as the value it used (`settings_used`).
 
     Raises:
         ValueError: a field outside `allowed` differs, naming each with both values and the remedies.
     """
-    current = cfg.to_dict()
+    current, saved = cfg.to_dict(), settings_used(saved)
     changes = {
         name: [saved.get(name), current.get(name)]
         for name in sorted(set(current) | set(saved))
@@ -937,7 +995,7 @@ def train(cfg: TrainConfig) -> Path:
         NonFiniteLossError: a NaN or infinite loss; the checkpoints on disk are untouched, and the message
             gives the command that continues from the last good one.
     """
-    cfg = cfg.with_dataset_id()
+    cfg = cfg.with_dataset_id().with_recipe(dataset_metadata(cfg.dataset)["env_id"])
     output_dir = Path(cfg.output_dir)
     if cfg.resume:
         if (final := finished_run(cfg)) is not None:

@@ -1,62 +1,90 @@
 #!/usr/bin/env bash
-# Rebuild the shipped Dark Room release from scratch: histories -> AD and ED -> evaluation -> cards.
+# Rebuild one env's shipped release from scratch: histories -> AD and ED -> evaluation -> cards.
 #
 # Usage (from the repo root, after `make setup`):
-#     bash scripts/reproduce.sh                 # writes everything under runs/reproduce/
-#     OUT=runs/other bash scripts/reproduce.sh  # somewhere else
-#     SHIP=1 bash scripts/reproduce.sh          # also replace pretrained/ with the new folders
+#     bash scripts/reproduce.sh                           # Dark Room, under runs/reproduce/
+#     ENV_ID=hf_ad/Bandit-v0 bash scripts/reproduce.sh    # the adversarial bandit (make reproduce ENV=...)
+#     OUT=runs/other bash scripts/reproduce.sh            # somewhere else
+#     SHIP=1 bash scripts/reproduce.sh                    # also replace that env's folders in pretrained/
 #
-# AD, then ED, train in two processes (distributed data parallel, one CPU thread each: the machine
-# has 2 cores); then both are evaluated on every held-out goal for 1000 episodes x 20 seeds (the
-# paper's 20 evaluation seeds), against Q-learning from scratch. The evaluation also writes replay.mp4
-# (AD on the first held-out goal, episode 1 next to episode 1000): into its folder and, where it fills
-# the cards (SHIP=1: pretrained/ad-darkroom), into the AD folder, whose card embeds it. The same video
-# alone, without the 7-minute evaluation:
+# Every setting comes from the env's recipe (hf_ad/recipes.py): the dataset of `hf-ad generate --env`, the
+# training of `hf-ad train --dataset` and the evaluation of `hf-ad evaluate --model`, so the commands below
+# carry no recipe flags. Dark Room: AD, then ED, each in two processes (distributed data parallel, one CPU
+# thread each: the machine has 2 cores); then both are evaluated on every held-out goal for 1000 episodes x
+# 20 seeds (the paper's 20 evaluation seeds), against Q-learning from scratch. The bandit: AD and ED in one
+# process each, side by side; then the paper's normalised scores on the odd / even / uniform tasks, 100 pulls
+# x 20 seeds, against UCB1 from scratch. The evaluation also writes replay.mp4 (AD on the first held-out
+# task, episode 1 next to the last): into its folder and, where it fills the cards (SHIP=1), into the AD
+# folder, whose card embeds it. The Dark Room video alone, without the 7-minute evaluation:
 #     hf-ad video --model pretrained/ad-darkroom --out pretrained/evaluation --update-card
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce}
 BIN=${BIN:-.venv/bin}
-ENV_ID=hf_ad/DarkRoom-v0
+ENV_ID=${ENV_ID:-hf_ad/DarkRoom-v0}
+case "$ENV_ID" in  # NAME: the release's folder names; EVAL: its evaluation folder under pretrained/
+    hf_ad/DarkRoom-v0) NAME=darkroom EVAL_NAME=evaluation ;;
+    hf_ad/DarkRoomHard-v0) NAME=darkroom-hard EVAL_NAME=evaluation-darkroom-hard ;;
+    hf_ad/DarkKeyToDoor-v0) NAME=key-to-door EVAL_NAME=evaluation-key-to-door ;;
+    hf_ad/Bandit-v0) NAME=bandit EVAL_NAME=evaluation-bandit ;;
+    *) echo "ENV_ID must be one of hf_ad/DarkRoom-v0, hf_ad/DarkRoomHard-v0, hf_ad/DarkKeyToDoor-v0," \
+        "hf_ad/Bandit-v0; got '$ENV_ID'" >&2; exit 2 ;;
+esac
+PROCESSES=$("$BIN/python" -c "from hf_ad.recipes import recipe_for; print(recipe_for('$ENV_ID').num_processes)")
 # --resume: a reproduction that was stopped continues from its last checkpoints.
-TRAIN_ARGS=(--max-steps 2400 --batch-size 32 --save-steps 300 --report-to none --resume)
+TRAIN_ARGS=(--save-steps 300 --report-to none --resume)
 export OMP_NUM_THREADS=1
 
 mkdir -p "$OUT"
-"$BIN/hf-ad" generate --env "$ENV_ID" --source q_learning --out "$OUT/darkroom-histories"
-"$BIN/hf-ad" generate --env "$ENV_ID" --source expert --out "$OUT/darkroom-expert"
+"$BIN/hf-ad" generate --env "$ENV_ID" --out "$OUT/$NAME-histories"
+"$BIN/hf-ad" generate --env "$ENV_ID" --source expert --out "$OUT/$NAME-expert"
 
-train() {  # train DATASET NAME: two processes, log in $OUT/NAME.log
-    ACCELERATE_USE_CPU=1 "$BIN/accelerate" launch --multi_gpu --num_processes 2 --num_machines 1 \
-        --mixed_precision no --dynamo_backend no -m hf_ad train \
-        --dataset "$1" --output-dir "$OUT/$2" "${TRAIN_ARGS[@]}" > "$OUT/$2.log" 2>&1 \
-        || { tail -n 20 "$OUT/$2.log"; exit 1; }
+train() {  # train DATASET RUN: the recipe's number of processes, log in $OUT/RUN.log
+    local program=("$BIN/hf-ad" train)
+    if [ "$PROCESSES" -gt 1 ]; then
+        program=(env ACCELERATE_USE_CPU=1 "$BIN/accelerate" launch --multi_gpu --num_processes "$PROCESSES"
+            --num_machines 1 --mixed_precision no --dynamo_backend no -m hf_ad train)
+    fi
+    "${program[@]}" --dataset "$1" --output-dir "$OUT/$2" "${TRAIN_ARGS[@]}" > "$OUT/$2.log" 2>&1 \
+        || { tail -n 20 "$OUT/$2.log"; return 1; }
 }
-train "$OUT/darkroom-histories" ad-darkroom
-train "$OUT/darkroom-expert" ed-darkroom
+if [ "$PROCESSES" -gt 1 ]; then  # each run takes every core: one after the other
+    train "$OUT/$NAME-histories" "ad-$NAME"
+    train "$OUT/$NAME-expert" "ed-$NAME"
+else  # one core each: side by side
+    train "$OUT/$NAME-histories" "ad-$NAME" & AD_PID=$!
+    train "$OUT/$NAME-expert" "ed-$NAME" & ED_PID=$!
+    wait "$AD_PID" && wait "$ED_PID"
+fi
 
 if [ "${SHIP:-0}" = 1 ]; then
-    # Replace pretrained/ with this run's folders, then evaluate the shipped folders themselves so that
-    # their cards carry the measured numbers and the command that measured them.
-    rm -rf pretrained.new && mkdir pretrained.new
-    cp -r "$OUT/darkroom-histories" pretrained.new/darkroom-histories
-    cp -r "$OUT/ad-darkroom/final" pretrained.new/ad-darkroom
-    cp -r "$OUT/ed-darkroom/final" pretrained.new/ed-darkroom
-    rm -rf pretrained && mv pretrained.new pretrained
-    "$BIN/python" - <<'PY'
+    # Replace this env's folders in pretrained/ with this run's, then evaluate the shipped folders themselves
+    # so that their cards carry the measured numbers and the command that measured them.
+    ship() {  # ship SOURCE NAME: pretrained/NAME becomes a copy of SOURCE
+        rm -rf "pretrained/$2.new" && cp -r "$1" "pretrained/$2.new"
+        rm -rf "pretrained/$2" && mv "pretrained/$2.new" "pretrained/$2"
+    }
+    mkdir -p pretrained
+    ship "$OUT/$NAME-histories" "$NAME-histories"
+    ship "$OUT/ad-$NAME/final" "ad-$NAME"
+    ship "$OUT/ed-$NAME/final" "ed-$NAME"
+    rm -rf "pretrained/$EVAL_NAME"
+    NAME=$NAME "$BIN/python" - <<'PY'
 import json
+import os
 from pathlib import Path
 
 from hf_ad.cards import write_dataset_card
 from hf_ad.training import write_model_card
 
-for name in ("ad-darkroom", "ed-darkroom"):
-    write_model_card(f"pretrained/{name}", repo_id=f"pretrained/{name}")
-folder = Path("pretrained/darkroom-histories")
+name = os.environ["NAME"]
+for folder in (f"pretrained/ad-{name}", f"pretrained/ed-{name}"):
+    write_model_card(folder, repo_id=folder)
+folder = Path(f"pretrained/{name}-histories")
 write_dataset_card(folder, json.loads((folder / "hf_ad_histories.json").read_text()), repo_id=str(folder))
 PY
-    AD=pretrained/ad-darkroom ED=pretrained/ed-darkroom EVAL=pretrained/evaluation
+    AD=pretrained/ad-$NAME ED=pretrained/ed-$NAME EVAL=pretrained/$EVAL_NAME
 else
-    AD="$OUT/ad-darkroom/final" ED="$OUT/ed-darkroom/final" EVAL="$OUT/evaluation"
+    AD="$OUT/ad-$NAME/final" ED="$OUT/ed-$NAME/final" EVAL="$OUT/$EVAL_NAME"
 fi
-"$BIN/hf-ad" evaluate --model "$AD" --ed-model "$ED" --episodes 1000 --seeds 20 --out "$EVAL" --update-card
+"$BIN/hf-ad" evaluate --model "$AD" --ed-model "$ED" --out "$EVAL" --update-card

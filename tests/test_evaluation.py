@@ -21,11 +21,13 @@ from hf_ad.evaluation import (
     curve_stats,
     episode_ranges,
     evaluate,
+    normalise,
     recorded_source,
     resolve_source,
     stream_outcomes,
     stream_returns,
 )
+from hf_ad.recipes import EvaluationRecipe
 
 TASKS = [(0, 0), (2, 7)]
 CARD = (
@@ -228,8 +230,18 @@ def test_every_checkpoint_path_out_and_source_is_checked_before_any_rollout(tmp_
         evaluate(EvaluateConfig(model=[model], ed_model=["broken"], out="x"))
 
 
+def test_normalise_scores_random_0_and_the_reference_1():
+    random, reference = 0.5, 0.6
+    runs = np.array([[0.5, 0.5], [0.6, 0.6], [0.7, 0.5]])  # (runs, episodes): random, reference, reference
+    scores = normalise(runs, random, reference)
+    assert scores["n"] == 3 and scores["reward"] == pytest.approx(0.5666667)
+    assert scores["mean"] == pytest.approx(2 / 3) and scores["std"] == pytest.approx(np.std([0.0, 1.0, 1.0]))
+    assert normalise(np.full((2, 4), reference), random, reference)["mean"] == pytest.approx(1.0)
+
+
 def test_config_validation():
-    assert EvaluateConfig(model=["m"], out="x").seeds == 20  # the paper's number of evaluation seeds
+    recipe = EvaluateConfig(model=["m"], out="x").with_recipe(EvaluationRecipe())
+    assert (recipe.seeds, recipe.episodes) == (20, 1000)  # the paper's evaluation seeds and episodes
     with pytest.raises(ValueError, match="at least one"):
         EvaluateConfig(model=[], out="x")
     with pytest.raises(ValueError, match="episodes"):

@@ -32,6 +32,19 @@ RELEASE = {
     "org/darkroom-histories": (PRETRAINED_DIR / "darkroom-histories", "dataset"),
 }
 
+# The adversarial bandit's release (checked for completeness; served through the local hub it would only
+# repeat what the Dark Room folders prove).
+BANDIT_RELEASE = {
+    "ad-bandit": "model",
+    "ed-bandit": "model",
+    "bandit-histories": "dataset",
+}
+# The issue's bars on the paper's normalised score (the paper's AD: 0.98 / 0.83 / 0.87).
+BANDIT_AD_BARS = {"odd": 0.95, "even": 0.85, "uniform": 0.85}
+BANDIT_ED_EVEN_BAR = 0.5  # ED stays below it on the held-out distribution
+BANDIT_TRAINING_MINUTES = 15
+
+
 CLIENT = """
 import json
 import hf_ad
@@ -56,9 +69,12 @@ print(json.dumps({
 """
 
 
-@pytest.mark.parametrize("repo_id", sorted(RELEASE))
-def test_release_folders_are_complete(repo_id):
-    folder, repo_type = RELEASE[repo_id]
+FOLDERS = {**dict(RELEASE.values()), **{PRETRAINED_DIR / name: kind for name, kind in BANDIT_RELEASE.items()}}
+
+
+@pytest.mark.parametrize("folder", sorted(FOLDERS), ids=lambda folder: folder.name)
+def test_release_folders_are_complete(folder):
+    repo_type = FOLDERS[folder]
     assert (folder / "README.md").is_file(), f"{folder} has no card"
     if repo_type == "model":
         for name in ("config.json", "model.safetensors", "train_config.json", "modeling_ad.py"):
@@ -69,8 +85,8 @@ def test_release_folders_are_complete(repo_id):
         assert list((folder / "data").glob("*.parquet")), f"{folder} has no parquet shards"
 
 
-def shipped_results() -> dict:
-    return json.loads((PRETRAINED_DIR / "evaluation" / "results.json").read_text())
+def shipped_results(folder: str = "evaluation") -> dict:
+    return json.loads((PRETRAINED_DIR / folder / "results.json").read_text())
 
 
 def test_shipped_models_meet_the_release_bars():
@@ -86,6 +102,36 @@ def test_shipped_models_meet_the_release_bars():
     assert abs(sum(ed["mean"][-10:]) / 10 - sum(ed["mean"][:10]) / 10) <= 1.5  # ED does not learn in context
     state = json.loads((PRETRAINED_DIR / "ad-darkroom" / "trainer_state.json").read_text())
     assert state["device"] == "cpu" and state["wall_time_s"] <= 30 * 60
+
+
+def test_shipped_bandit_meets_the_release_bars():
+    """The paper's protocol (100 pulls, 20 seeds, sampled; odd / even / uniform tasks), the issue's bars."""
+    results = shipped_results("evaluation-bandit")
+    assert results["env_id"] == constants.BANDIT and results["sample"]
+    assert (results["episodes"], results["seeds"]) == (100, 20)
+    summary = results["normalised"]
+    assert summary["reference"] == "ucb" and list(summary["distributions"]) == list(BANDIT_AD_BARS)
+    ad, ed = results["methods"]["AD"]["normalised"], results["methods"]["ED"]["normalised"]
+    for distribution, bar in BANDIT_AD_BARS.items():
+        assert summary["distributions"][distribution]["tasks"] == 200
+        assert ad[distribution]["n"] == 20 and ad[distribution]["mean"] >= bar, (
+            distribution,
+            ad[distribution],
+        )
+    assert ed["even"]["mean"] < BANDIT_ED_EVEN_BAR
+    for name in ("ad-bandit", "ed-bandit"):
+        state = json.loads((PRETRAINED_DIR / name / constants.TRAINER_STATE).read_text())
+        assert state["device"] == "cpu" and state["wall_time_s"] <= BANDIT_TRAINING_MINUTES * 60, name
+
+
+def test_readme_bandit_table_is_the_shipped_evaluation():
+    readme = (PRETRAINED_DIR.parent / "README.md").read_text()
+    results = shipped_results("evaluation-bandit")
+    for method, row_name in (("AD", "hf_ad AD"), ("ED", "hf_ad ED")):
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| {row_name} ")]
+        scores = results["methods"][method]["normalised"]
+        cells = [f"{scores[d]['mean']:.2f} ± {scores[d]['std']:.2f}" for d in BANDIT_AD_BARS]
+        assert row.split(" | ")[1:] == [*cells[:-1], cells[-1] + " |"], (method, row)
 
 
 def test_readme_table_is_the_shipped_evaluation():

@@ -44,6 +44,7 @@ from hf_ad.data.histories import (
     write_shard,
 )
 from hf_ad.files import TEMP_SUFFIX, atomic_write_json, replace_folder
+from hf_ad.recipes import RECIPES, DatasetDefaults
 from hf_ad.sources import SOURCE_NAMES, SOURCES, EpisodeBlock, LearnFn, SourceConfig
 from hf_ad.sources.base import check_lock_step
 
@@ -53,31 +54,8 @@ TASK_SETS = ("train", "test", "all")
 ALWAYS_RECORDED = ("env", "source", "out", "tasks")  # flags every recorded command spells out
 
 
-@dataclass(frozen=True)
-class DatasetDefaults:
-    """The default dataset of an env: what `hf-ad generate --env ENV_ID` builds.
-
-    `source_options` tune the default source for this env and apply only when that source is used.
-    """
-
-    source: str
-    histories_per_task: int
-    episodes: int
-    keep_every: int
-    source_options: dict = field(default_factory=dict)
-
-
-# Dark Room follows the recipe measured in shared/PAPER.md: 40 histories per goal, every 10th
-# episode, so that a 4-episode (80-transition) window spans visible learning progress (tabular
-# Q-learning converges in ~200 episodes there). Dark Room Hard learns over ~1000 episodes and needs
-# a lower optimistic value (a far goal is worth less than an optimism of 5), Key-to-Door over ~200
-# (measured in scripts/bench_sources.py; curves in each dataset's card).
-DEFAULTS: dict[str, DatasetDefaults] = {
-    constants.DARK_ROOM: DatasetDefaults("q_learning", 40, 500, 10),
-    constants.DARK_ROOM_HARD: DatasetDefaults("q_learning", 10, 1000, 10, {"init_q": 1.0}),
-    constants.DARK_KEY_TO_DOOR: DatasetDefaults("q_learning", 1, 500, 5, {"init_q": 2.0}),
-    constants.BANDIT: DatasetDefaults("ucb", 1, 500, 1),
-}
+# Each env's default dataset is part of its recipe (`hf_ad.recipes`, where the choices are explained).
+DEFAULTS: dict[str, DatasetDefaults] = {env_id: recipe.dataset for env_id, recipe in RECIPES.items()}
 
 
 @dataclass

@@ -369,6 +369,26 @@ def looks_like_repo_id(name: str) -> bool:
     return True
 
 
+def dataset_metadata(path_or_repo_id: str | Path) -> dict:
+    """The `hf_ad_histories.json` metadata of a local histories folder or a hub dataset repo (downloaded
+    alone, without the shards).
+
+    Raises:
+        ValueError: a local folder that holds no complete dataset (see `read_metadata`), or a value that is
+            neither a folder nor a repo id.
+    """
+    if Path(path_or_repo_id).is_dir():
+        return read_metadata(path_or_repo_id)
+    repo_id = str(path_or_repo_id)
+    if not looks_like_repo_id(repo_id):
+        raise ValueError(
+            f"{repo_id!r} is neither a histories folder nor a hub dataset repo id ('org/name'); check the "
+            "path, or write the folder with `hf-ad generate --out FOLDER`"
+        )
+    path = hf_hub_download(repo_id, constants.HISTORIES_METADATA, repo_type="dataset")
+    return json.loads(Path(path).read_text())
+
+
 def load_histories(
     path_or_repo_id: str | Path, split: str = "train", streaming: bool = False, verify: bool = False
 ):
@@ -397,14 +417,7 @@ def load_histories(
         return dataset, metadata
 
     repo_id = str(path_or_repo_id)
-    if not looks_like_repo_id(repo_id):
-        raise ValueError(
-            f"{repo_id!r} is neither a histories folder nor a hub dataset repo id ('org/name'); check the "
-            "path, or write the folder with `hf-ad generate --out FOLDER`"
-        )
-    metadata = json.loads(
-        Path(hf_hub_download(repo_id, constants.HISTORIES_METADATA, repo_type="dataset")).read_text()
-    )
+    metadata = dataset_metadata(repo_id)
     repo_files = {f for f in HfApi().list_repo_files(repo_id, repo_type="dataset") if f.endswith(".parquet")}
     listed = {s["file"] for s in metadata["shards"]}
     if listed != repo_files:

@@ -1,0 +1,145 @@
+"""The recipes: `hf-ad train` / `hf-ad evaluate` with no other flags take the env's recipe, and the Dark
+Room recipe is exactly the shipped release."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hf_ad import constants
+from hf_ad.cli import main
+from hf_ad.data.generate import DEFAULTS, GenerateConfig, generate_histories
+from hf_ad.recipes import (
+    BANDIT_RECIPE,
+    DARK_ROOM_RECIPE,
+    RECIPES,
+    EvaluationRecipe,
+    TrainingRecipe,
+    recipe_for,
+    training_values,
+)
+from hf_ad.sources.bandits import UCBConfig
+from hf_ad.training import TrainConfig, model_field_names, resume_changes
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+TINY_TRAINING = TrainingRecipe(
+    max_steps=2,
+    batch_size=4,
+    learning_rate=1e-3,
+    context=6,
+    sliding_window=5,
+    max_context=12,
+    hidden_size=16,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=32,
+    hidden_dropout=0.05,
+    attention_dropout=0.0,
+    token_mask_prob=0.2,
+    label_smoothing=0.1,
+)
+TINY_EVALUATION = EvaluationRecipe(
+    episodes=4, seeds=2, num_tasks=3, task_distributions=("odd", "uniform"), tasks_per_distribution=3
+)
+
+
+def test_every_env_has_a_recipe_and_generate_defaults_are_its_dataset():
+    assert set(RECIPES) == set(constants.ENV_IDS)
+    assert all(DEFAULTS[env_id] == recipe.dataset for env_id, recipe in RECIPES.items())
+    with pytest.raises(ValueError, match="no hf_ad recipe for env 'nope/Env-v0'.*give every setting"):
+        recipe_for("nope/Env-v0")
+
+
+def test_dark_room_recipe_is_the_shipped_release():
+    """Every recipe value is what `pretrained/ad-darkroom` was trained with (scripts/reproduce.sh)."""
+    folder = PRETRAINED_DIR / "ad-darkroom"
+    recorded = json.loads((folder / constants.TRAIN_CONFIG).read_text())
+    model = json.loads((folder / constants.MODEL_CONFIG).read_text())
+    state = json.loads((folder / constants.TRAINER_STATE).read_text())
+    used = {**recorded, **{name: model[name] for name in model_field_names()}, "context": state["context"]}
+    assert training_values(constants.DARK_ROOM) == {
+        name: used[name] for name in training_values(constants.DARK_ROOM)
+    }
+    assert state["num_processes"] == DARK_ROOM_RECIPE.num_processes
+    # The release's own flags, recipe values left out, resolve to the same run settings.
+    flags = {k: recorded[k] for k in ("dataset", "output_dir", "save_steps", "report_to", "resume")}
+    resolved = TrainConfig(**flags).with_recipe(constants.DARK_ROOM).to_dict()
+    assert {k: resolved[k] for k, v in recorded.items() if v is not None} == {
+        k: v for k, v in recorded.items() if v is not None
+    }
+
+
+def test_a_run_recorded_before_the_recipes_resumes_with_them():
+    """The shipped Dark Room run left the model and context to ADConfig (null); the recipe gives the same."""
+    recorded = json.loads((PRETRAINED_DIR / "ad-darkroom" / constants.TRAIN_CONFIG).read_text())
+    flags = {k: recorded[k] for k in ("dataset", "output_dir", "save_steps", "report_to", "resume")}
+    assert resume_changes(TrainConfig(**flags).with_recipe(constants.DARK_ROOM), recorded) == {}
+    with pytest.raises(ValueError, match="hidden_size: 64 -> 32"):
+        resume_changes(TrainConfig(**flags, hidden_size=32).with_recipe(constants.DARK_ROOM), recorded)
+
+
+def test_init_from_takes_only_the_optimisation_from_the_recipe():
+    config = TrainConfig(dataset="d", output_dir="o", init_from="m").with_recipe(constants.BANDIT)
+    assert (config.max_steps, config.batch_size) == (BANDIT_RECIPE.training.max_steps, 32)
+    assert config.sliding_window is None and config.context is None and config.hidden_size is None
+
+
+def test_given_flags_win_over_the_recipe():
+    config = TrainConfig(dataset="d", output_dir="o", max_steps=7, sliding_window=9).with_recipe(
+        constants.BANDIT
+    )
+    # A window given without a context: twice that window (resolve_context), not the recipe's context.
+    assert (config.max_steps, config.sliding_window, config.context) == (7, 9, None)
+    assert config.batch_size == BANDIT_RECIPE.training.batch_size
+    config = TrainConfig(dataset="d", output_dir="o", hidden_size=8).with_recipe(constants.BANDIT)
+    assert (config.hidden_size, config.context) == (8, BANDIT_RECIPE.training.context)
+
+
+@pytest.fixture
+def tiny_bandit_recipe(monkeypatch):
+    recipe = dataclasses.replace(BANDIT_RECIPE, training=TINY_TRAINING, evaluation=TINY_EVALUATION)
+    monkeypatch.setitem(RECIPES, constants.BANDIT, recipe)
+    return recipe
+
+
+def test_train_and_evaluate_without_flags_use_the_recipe(tmp_path, tiny_bandit_recipe):
+    dataset = tmp_path / "histories"
+    generate_histories(
+        GenerateConfig(out=str(dataset), env=constants.BANDIT),
+        UCBConfig(histories_per_task=1, episodes=8),
+        progress=False,
+    )
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(dataset), "--output-dir", str(run), "--report-to", "none"]) == 0
+
+    recorded = json.loads((run / constants.TRAIN_CONFIG).read_text())
+    model = json.loads((run / constants.FINAL_DIR / constants.MODEL_CONFIG).read_text())
+    for name, value in dataclasses.asdict(TINY_TRAINING).items():
+        assert recorded[name] == value, name
+        if name in model_field_names():
+            assert model[name] == value, name
+    state = json.loads((run / constants.FINAL_DIR / constants.TRAINER_STATE).read_text())
+    assert (state["step"], state["context"]) == (2, TINY_TRAINING.context)
+
+    final, out = str(run / constants.FINAL_DIR), tmp_path / "eval"
+    assert (
+        main(["evaluate", "--model", final, "--ed-model", final, "--out", str(out), "--video", "false"]) == 0
+    )
+    results = json.loads((out / constants.RESULTS_JSON).read_text())
+    assert (results["episodes"], results["seeds"], len(results["tasks"])) == (4, 2, 3)
+    assert "--episodes 4 --seeds 2 --num-tasks 3" in results["command"]
+    summary = results["normalised"]
+    assert list(summary["distributions"]) == ["odd", "uniform"]
+    for distribution, info in summary["distributions"].items():
+        assert info["tasks"] == 3
+        source = results["methods"]["source"]["normalised"][distribution]
+        assert source["mean"] == pytest.approx(1.0) and source["n"] == 2  # the reference scores 1
+        for method in ("AD", "ED"):
+            scores = results["methods"][method]["normalised"][distribution]
+            expected = (scores["reward"] - info["random"]) / (info["source"] - info["random"])
+            assert scores["mean"] == pytest.approx(expected) and np.isfinite(scores["std"])
+            assert results["per_checkpoint"][method][final]["normalised"][distribution]["n"] == 2
