@@ -755,7 +755,7 @@ def resume_changes(
     Raises:
         ValueError: a field outside `allowed` differs, naming each with both values and the remedies.
     """
-    current, saved = cfg.to_dict(), settings_used(saved)
+    current, saved = settings_used(cfg.to_dict()), settings_used(saved)
     changes = {
         name: [saved.get(name), current.get(name)]
         for name in sorted(set(current) | set(saved))
