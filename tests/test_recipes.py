@@ -48,7 +48,8 @@ TINY_EVALUATION = EvaluationRecipe(
 
 
 def test_every_env_has_a_recipe_and_generate_defaults_are_its_dataset():
-    assert set(RECIPES) == set(constants.ENV_IDS)
+    # Pixel Watermaze gets its recipe with the pixel model (issue 15); until then generate refuses it.
+    assert set(RECIPES) == set(constants.ENV_IDS) - {constants.PIXEL_WATERMAZE}
     assert all(DEFAULTS[env_id] == recipe.dataset for env_id, recipe in RECIPES.items())
     with pytest.raises(ValueError, match="no hf_ad recipe for env 'nope/Env-v0'.*give every setting"):
         recipe_for("nope/Env-v0")

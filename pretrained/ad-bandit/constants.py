@@ -11,7 +11,8 @@ DARK_ROOM = "hf_ad/DarkRoom-v0"
 DARK_ROOM_HARD = "hf_ad/DarkRoomHard-v0"
 DARK_KEY_TO_DOOR = "hf_ad/DarkKeyToDoor-v0"
 BANDIT = "hf_ad/Bandit-v0"
-ENV_IDS = (DARK_ROOM, DARK_ROOM_HARD, DARK_KEY_TO_DOOR, BANDIT)
+PIXEL_WATERMAZE = "hf_ad/PixelWatermaze-v0"  # first-person images of a MiniGrid room (the paper's Watermaze)
+ENV_IDS = (DARK_ROOM, DARK_ROOM_HARD, DARK_KEY_TO_DOOR, BANDIT, PIXEL_WATERMAZE)
 
 # Learning-history dataset columns: one row per transition.
 HISTORY_ID = "history_id"
