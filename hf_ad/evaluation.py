@@ -99,8 +99,9 @@ class EvaluateConfig:
     num_tasks: int | None = field(
         default=None,
         metadata={
-            "help": "Evaluate the first N held-out tasks only. Default: the recipe of the checkpoint's env "
-            "(all of them but for Key-to-Door)."
+            "help": "Evaluate N of the held-out tasks only: a fixed sample (seed 0, in split order), the "
+            "same for every checkpoint. Default: the recipe of the checkpoint's env (all of them but for "
+            "Key-to-Door: 256)."
         },
     )
     greedy: bool = field(
@@ -213,12 +214,23 @@ def stream_outcomes(returns: np.ndarray, window: int, solved: float) -> dict[str
 # --- the methods ----------------------------------------------------------------------------------
 
 
+TASK_SAMPLE_SEED = 0  # the seed of the held-out sample `--num-tasks N` evaluates: one fixed sample per N
+
+
 def held_out_tasks(path: str, model_config: Any, num_tasks: int | None = None) -> list[tuple]:
-    """The first `num_tasks` (default: all) held-out tasks recorded in the config of checkpoint `path`."""
-    tasks = [tuple(task) for task in model_config.test_tasks][:num_tasks]
+    """The held-out tasks recorded in the config of checkpoint `path`: all, or a fixed sample of `num_tasks`.
+
+    The sample is drawn without replacement with `TASK_SAMPLE_SEED` and kept in the split's order, so a
+    given `num_tasks` always plays the same tasks and spreads them over the whole split (the split is sorted:
+    its first N would be one corner of the task space).
+    """
+    tasks = [tuple(task) for task in model_config.test_tasks]
     if not tasks:
         raise ValueError(f"{path!r} has no held-out tasks (test_tasks) in its config")
-    return tasks
+    if num_tasks is None or num_tasks >= len(tasks):
+        return tasks
+    chosen = np.random.default_rng(TASK_SAMPLE_SEED).choice(len(tasks), size=num_tasks, replace=False)
+    return [tasks[index] for index in sorted(chosen)]
 
 
 def stream_returns(

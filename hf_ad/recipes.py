@@ -66,7 +66,8 @@ class EvaluationRecipe:
     Args:
         episodes: episodes per task and run (the paper: 1000 for the dark envs, 100 pulls for the bandit).
         seeds: evaluation seeds per checkpoint (the paper's 20).
-        num_tasks: held-out tasks played (the first N of the checkpoint's `test_tasks`); `None`: all.
+        num_tasks: held-out tasks played (a fixed sample of the checkpoint's `test_tasks`,
+            `hf_ad.evaluation.held_out_tasks`); `None`: all.
         task_distributions: bandit only: the task distributions (`hf_ad.envs.sample_bandit_tasks`) on which
             the normalised score `(r - r_random) / (r_source - r_random)` is reported.
         tasks_per_distribution: tasks drawn from each of `task_distributions` (seed `distribution_seed`).

@@ -21,6 +21,7 @@ from hf_ad.evaluation import (
     curve_stats,
     episode_ranges,
     evaluate,
+    held_out_tasks,
     normalise,
     recorded_source,
     resolve_source,
@@ -228,6 +229,24 @@ def test_every_checkpoint_path_out_and_source_is_checked_before_any_rollout(tmp_
     (tmp_path / "broken" / constants.MODEL_CONFIG).write_text("{")
     with pytest.raises(ValueError, match="--ed-model 'broken': cannot load its config"):
         evaluate(EvaluateConfig(model=[model], ed_model=["broken"], out="x"))
+
+
+def test_a_task_sample_is_fixed_spread_over_the_split_and_in_its_order():
+    class Config:
+        test_tasks = [[x, y] for x in range(20) for y in range(20)]  # sorted, like a split
+
+    everything = held_out_tasks("ckpt", Config)
+    assert everything == [tuple(task) for task in Config.test_tasks]
+    assert held_out_tasks("ckpt", Config, 1000) == everything
+    sample = held_out_tasks("ckpt", Config, 40)
+    assert sample == held_out_tasks("ckpt", Config, 40)  # the same N plays the same tasks
+    assert len(set(sample)) == 40 and set(sample) <= set(everything)
+    assert sample == sorted(sample)
+    assert sample != everything[:40]  # not the split's first corner
+    assert max(x for x, _ in sample) >= 15  # spread over the whole split
+    Config.test_tasks = []
+    with pytest.raises(ValueError, match="no held-out tasks"):
+        held_out_tasks("ckpt", Config)
 
 
 def test_normalise_scores_random_0_and_the_reference_1():
