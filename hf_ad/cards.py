@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from safetensors import safe_open
 from hf_ad import constants
 from hf_ad.files import atomic_write_text, shipped_roots
 from hf_ad.plotting import Band, save_band_plot
+from hf_ad.recipes import RECIPES, training_values
 
 DATASET_CARD_TEMPLATE = "dataset_cards/histories.md"
 MODEL_CARD_TEMPLATE = "model_cards/ad.md"
@@ -311,10 +313,33 @@ def _num_parameters(weights: Path) -> int:
         return sum(math.prod(tensors.get_slice(name).get_shape()) for name in tensors.keys())  # noqa: SIM118
 
 
-def _dataset_command(dataset: str) -> str | None:
-    """The `hf-ad generate` command recorded in a local histories folder, if `dataset` is one."""
+DATASET_COMMAND_INTRO = "The training data was generated with"
+
+
+def _dataset_command(dataset: str, previous_card: str | None) -> str | None:
+    """The `hf-ad generate` command recorded in a local histories folder, if `dataset` is one; else the one
+    the card showed before (a shipped folder re-rendered where its training data is not)."""
     metadata = Path(dataset) / constants.HISTORIES_METADATA
-    return json.loads(metadata.read_text()).get("command") if metadata.is_file() else None
+    if metadata.is_file():
+        return json.loads(metadata.read_text()).get("command")
+    shown = re.search(rf"{DATASET_COMMAND_INTRO}\n\n```\n(.+)\n```", previous_card or "")
+    return shown.group(1) if shown else None
+
+
+def recipe_note(env_id: str, train_config: dict) -> str | None:
+    """What the card says of the env's recipe (`hf_ad.recipes`): its departures from the paper, and any
+    setting of this run that is not the recipe's (`None`: the env has no recipe)."""
+    if env_id not in RECIPES:
+        return None
+    changed = [  # None: the recipe's (runs recorded before the recipes: the same defaults)
+        f"`{name}` {train_config[name]!r} (recipe: {value!r})"
+        for name, value in training_values(env_id).items()
+        if train_config.get(name) not in (None, value)
+    ]
+    recipe = f"hf_ad's recipe for `{env_id}` (`hf_ad/recipes.py`)"
+    note = f"Trained with {recipe}" if not changed else f"Trained with {recipe} but for " + ", ".join(changed)
+    departures = RECIPES[env_id].departures
+    return f"{note}. Where the recipe departs from the paper's appendix, and why: {departures}"
 
 
 def render_model_card(folder: str | Path, command: str, repo_id: str | None = None) -> str:
@@ -351,9 +376,9 @@ def render_model_card(folder: str | Path, command: str, repo_id: str | None = No
         datasets=[dataset_id] if dataset_id else None,
         model_name=model_name,
     )
-    dataset_command = _dataset_command(dataset)
     previous = folder / constants.MODEL_CARD
     previous_card = previous.read_text() if previous.is_file() else None
+    dataset_command = _dataset_command(dataset, previous_card)
     card = render_card(
         MODEL_CARD_TEMPLATE,
         card_data=card_data.to_yaml(),
@@ -366,6 +391,8 @@ def render_model_card(folder: str | Path, command: str, repo_id: str | None = No
         evaluated=previous_card is not None and has_evaluation(previous_card),
         command=portable_command(command),
         dataset_command=portable_command(dataset_command) if dataset_command else None,
+        dataset_command_intro=DATASET_COMMAND_INTRO,
+        recipe_note=recipe_note(config["env_id"], train_config),
         train_config=shown_config,
         train_config_json=json.dumps(shown_config, indent=2, sort_keys=True),
         state=state,

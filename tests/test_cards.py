@@ -66,6 +66,25 @@ def test_shipped_model_card_renders_unchanged(tmp_path, monkeypatch):
     assert card == (folder / constants.MODEL_CARD).read_text()
 
 
+@pytest.mark.parametrize("name", sorted(path.parent.name for path in PRETRAINED.glob("*/train_config.json")))
+def test_every_shipped_model_card_re_renders_unchanged_where_its_data_is_not(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no training data here: the card keeps the command it showed
+    folder = PRETRAINED / name
+    card = cards.render_model_card(folder, run_command(folder), repo_id=f"pretrained/{name}")
+    assert card == (folder / constants.MODEL_CARD).read_text()
+    assert cards.DATASET_COMMAND_INTRO in card
+
+
+def test_the_recipe_note_quotes_the_departures_and_names_what_a_run_changed():
+    recipe = {"max_steps": 2400, "context": 160, "attention_dropout": 0.5}
+    same = cards.recipe_note(constants.DARK_ROOM, recipe | {"label_smoothing": None})
+    assert same.startswith("Trained with hf_ad's recipe for `hf_ad/DarkRoom-v0` (`hf_ad/recipes.py`).")
+    assert "instead of A3C" in same
+    changed = cards.recipe_note(constants.DARK_ROOM, recipe | {"max_steps": 100})
+    assert "but for `max_steps` 100 (recipe: 2400)." in changed
+    assert cards.recipe_note("SomeoneElses-v0", recipe) is None
+
+
 @pytest.mark.parametrize(
     ("path", "shown"),
     [("runs/ad/final", "runs/ad/final"), ("org/name", "org/name"), ("/elsewhere/runs/ad", "ad")],
