@@ -152,9 +152,31 @@ which a bandit learner must count. The paper does not give its number of bandit 
 (`odd`, `even`, `uniform`), drawn with one seed (0), so the three samples hold the same arm means and
 differ only in which arm is best: the score differences are the adversarial placement alone."""
 
+PIXEL_WATERMAZE_RECIPE = Recipe(
+    constants.PIXEL_WATERMAZE,
+    # Tabular Q-learning on the privileged pose (324 poses), Dark Room's options: on the 16 held-out goals
+    # (4 learners each) its mean return goes 1.7 (episode 0) -> 13.1 (20) -> 22.5 (50) -> 37.2 (100) -> 43.7
+    # (200) -> 44.8 (500) of the oracle's 44.9. Every 10th of 250 episodes is kept, so a 4-episode window
+    # (200 transitions) spans 40 of the source's episodes: visible progress through the first ~150.
+    DatasetDefaults("q_learning", 8, 250, 10),
+    TrainingRecipe(max_steps=2400, batch_size=16, context=400, sliding_window=200, max_context=400),
+    EvaluationRecipe(episodes=100),
+)
+"""Pixel Watermaze (issue 15): the paper's Watermaze role, AD from 28x28x3 first-person images. 4 episodes
+(200 transitions) of context as in the paper; segments of 400 at half Dark Room's batch per process (16),
+for about Dark Room's tokens per step. Evaluated for 100 episodes (the issue's bars: episodes 1-10 against
+91-100) on all 16 held-out goals, 20 seeds. Not trained yet in this release: `max_steps` is Dark Room's, to
+be measured."""
+
 RECIPES: dict[str, Recipe] = {
     recipe.env_id: recipe
-    for recipe in (DARK_ROOM_RECIPE, DARK_ROOM_HARD_RECIPE, KEY_TO_DOOR_RECIPE, BANDIT_RECIPE)
+    for recipe in (
+        DARK_ROOM_RECIPE,
+        DARK_ROOM_HARD_RECIPE,
+        KEY_TO_DOOR_RECIPE,
+        BANDIT_RECIPE,
+        PIXEL_WATERMAZE_RECIPE,
+    )
 }
 
 
@@ -183,6 +205,7 @@ __all__ = [
     "DARK_ROOM_RECIPE",
     "KEY_TO_DOOR_RECIPE",
     "PAPER_SEEDS",
+    "PIXEL_WATERMAZE_RECIPE",
     "RECIPES",
     "DatasetDefaults",
     "EvaluationRecipe",
