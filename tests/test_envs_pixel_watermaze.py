@@ -161,3 +161,18 @@ def test_bad_arguments_name_the_problem():
         env = gym.make(PIXEL_WATERMAZE, goal=(1, 1)).unwrapped
         env.reset(seed=0)
         env.step(3)
+
+
+def test_distances_to_a_goal_cell_follow_minigrids_moves():
+    tables = pose_tables(9, 4)
+    goal_cell = 7 * 9 + 2
+    distances = tables.distances_to(goal_cell)  # (P,)
+    assert (distances[tables.cell == goal_cell] == 0).all() and distances.min() == 0
+    # One move closer is always possible off the goal, and no move ever gets more than one closer.
+    after = distances[tables.next_pose]  # (P, A)
+    off_goal = distances > 0
+    assert (after.min(axis=1)[off_goal] == distances[off_goal] - 1).all()
+    assert (after >= distances[:, None] - 1).all()
+    assert tables.steps_to(goal_cell) == distances[tables.start] == 7
+    with pytest.raises(ValueError, match="no free cell"):
+        tables.distances_to(81)

@@ -57,3 +57,17 @@ def test_registry_and_checks():
         ExpertConfig(tie_break="y_first")
     with pytest.raises(ValueError, match="no expert"):
         next(learn("CartPole-v1", [(0,)], ExpertConfig()))
+
+
+def test_pixel_watermaze_expert_is_the_oracle_from_the_privileged_pose():
+    env_id = constants.PIXEL_WATERMAZE
+    train, _ = task_split(env_id)
+    blocks = list(learn(env_id, train, ExpertConfig(episodes=2, seed=0)))
+    returns = np.stack([b.returns for b in blocks])  # (episodes, N)
+    optimal = np.array([optimal_return(env_id, t) for t in train])
+    np.testing.assert_array_equal(returns, np.broadcast_to(optimal, returns.shape))
+    assert blocks[0].observations.shape == (len(train), 50, 28, 28, 3)  # the histories hold the views
+    tasks = [(2, 7)] * 8  # left then ahead, or ahead then left: equally short
+    varied = next(learn(env_id, tasks, ExpertConfig(episodes=1))).actions
+    fixed = next(learn(env_id, tasks, ExpertConfig(episodes=1, tie_break="x_first"))).actions
+    assert len({row.tobytes() for row in varied}) > 1 and len({row.tobytes() for row in fixed}) == 1

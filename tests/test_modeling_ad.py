@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, DynamicCache
 
-from hf_ad import ADConfig, ADModel, ADOutput, constants
-from hf_ad.modeling_ad import SlidingWindowCache
+from hf_ad import ADConfig, ADModel, ADOutput, constants, modeling_ad
+from hf_ad.modeling_ad import SlidingWindowCache, distinct_frames
 
 WINDOW = 4
 TINY = {
@@ -428,3 +428,26 @@ def test_a_cache_reused_with_another_batch_size_is_refused():
         model(**inputs(random_stream(model.config, batch=3, steps=4)), past_key_values=cache)
         with pytest.raises(ValueError, match="holds 3 streams, got a batch of 2.*model.new_cache"):
             model(**inputs(random_stream(model.config, batch=2, steps=1)), past_key_values=cache)
+
+
+def test_image_encoder_encodes_each_distinct_frame_once_with_the_same_result():
+    model = tiny_model("image")
+    encoder = model.observation_encoder
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (5, 9, 7, 3), generator=generator, dtype=torch.uint8)  # 189 bytes each
+    stream = frames[torch.tensor([[0, 1, 0, 2, 2, 4], [3, 3, 1, 0, 4, 4]])]  # (2, 6, 9, 7, 3)
+    distinct, index = distinct_frames(stream.flatten(0, 1))
+    assert len(distinct) == 5 and torch.equal(distinct[index], stream.flatten(0, 1))
+    assert distinct_frames(frames) is None  # nothing repeats: every frame is encoded as it is
+    with torch.no_grad():
+        every_frame = encoder.encode(stream.flatten(0, 1)).view(2, 6, -1)  # (B, T, D)
+        assert torch.allclose(encoder(stream), every_frame, atol=1e-6)
+
+
+def test_a_frame_hash_collision_falls_back_to_every_frame(monkeypatch):
+    frames = torch.randint(
+        0, 256, (4, 8, 8, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
+    monkeypatch.setattr(modeling_ad, "FRAME_HASH_MULTIPLIER", 0)  # every frame hashes alike
+    assert distinct_frames(frames) is None
+    assert distinct_frames(frames[torch.tensor([0, 0, 0])])[0].shape == (1, 8, 8, 3)

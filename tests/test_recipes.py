@@ -48,8 +48,7 @@ TINY_EVALUATION = EvaluationRecipe(
 
 
 def test_every_env_has_a_recipe_and_generate_defaults_are_its_dataset():
-    # Pixel Watermaze gets its recipe with the pixel model (issue 15); until then generate refuses it.
-    assert set(RECIPES) == set(constants.ENV_IDS) - {constants.PIXEL_WATERMAZE}
+    assert set(RECIPES) == set(constants.ENV_IDS)
     assert all(DEFAULTS[env_id] == recipe.dataset for env_id, recipe in RECIPES.items())
     with pytest.raises(ValueError, match="no hf_ad recipe for env 'nope/Env-v0'.*give every setting"):
         recipe_for("nope/Env-v0")

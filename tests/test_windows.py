@@ -226,3 +226,16 @@ def test_bad_arguments_are_refused():
         HistoryWindows(columns, context=4, num_actions=NUM_ACTIONS, loss_lead_in=4)
     with pytest.raises(ValueError, match="context"):
         HistoryWindows(columns, context=0, num_actions=NUM_ACTIONS)
+
+
+def test_uint8_image_observations_stay_uint8():
+    columns = synthetic_columns()
+    rows = len(columns[constants.ACTION])
+    columns[constants.OBSERVATION] = np.arange(rows * 12, dtype=np.uint8).reshape(
+        rows, 2, 2, 3
+    )  # (N, H, W, C)
+    windows = HistoryWindows(columns, context=8, num_actions=NUM_ACTIONS)
+    assert windows.observations is columns[constants.OBSERVATION]  # no int64 or float copy of the frames
+    batch = windows.gather(np.array([0, 30]))
+    assert batch["observations"].dtype == torch.uint8 and batch["observations"].shape == (2, 8, 2, 2, 3)
+    np.testing.assert_array_equal(batch["observations"][1].numpy(), columns[constants.OBSERVATION][30:38])

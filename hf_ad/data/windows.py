@@ -130,8 +130,10 @@ class HistoryWindows:
         observations = np.asarray(columns[constants.OBSERVATION])
         if observations.dtype.kind == "f":
             observations = observations.astype(np.float32, copy=False)
-        elif observations.dtype.kind in "iub":
+        elif observations.dtype != np.uint8 and observations.dtype.kind in "iub":
             observations = observations.astype(np.int64, copy=False)
+        # uint8 (images) stay uint8, the model scales them: an int64 or float copy of a history of frames
+        # would take 8 or 4 times the memory of the (memory-mapped) column.
         rewards = np.asarray(columns[constants.REWARD], dtype=np.float32)
         _refuse_non_finite(history_id, rewards, observations)
         task = np.asarray(columns[constants.TASK])

@@ -16,7 +16,6 @@ MiniGrid's: 0 east (x + 1), 1 south (y + 1), 2 west, 3 north. Its index is
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -151,20 +150,27 @@ class PoseTables:
     def num_poses(self) -> int:
         return len(self.cell)
 
+    def distances_to(self, goal_cell: int) -> np.ndarray:
+        """`(P,)` int64: the fewest actions from each pose to any pose on `goal_cell` (0 on it, -1 where
+        the cell cannot be reached), by breadth-first search backwards over the moves."""
+        on_goal = self.cell == goal_cell  # (P,)
+        if not on_goal.any():
+            raise ValueError(f"cell {goal_cell} is no free cell of a {self.size} x {self.size} room")
+        distance = np.where(on_goal, 0, -1)  # (P,)
+        for steps in range(1, self.num_poses):
+            frontier = distance == steps - 1  # (P,) poses reached last round
+            reaches = frontier[self.next_pose].any(axis=1) & (distance < 0)  # (P,) one move from it
+            if not reaches.any():
+                break
+            distance[reaches] = steps
+        return distance
+
     def steps_to(self, goal_cell: int) -> int:
-        """Fewest actions from the start pose to any pose on `goal_cell` (breadth-first search)."""
-        distance = np.full(self.num_poses, -1)
-        distance[self.start] = 0
-        queue = deque([self.start])
-        while queue:
-            pose = queue.popleft()
-            if self.cell[pose] == goal_cell:
-                return int(distance[pose])
-            for following in self.next_pose[pose]:
-                if distance[following] < 0:
-                    distance[following] = distance[pose] + 1
-                    queue.append(following)
-        raise ValueError(f"cell {goal_cell} cannot be reached from the start pose")
+        """Fewest actions from the start pose to any pose on `goal_cell`."""
+        steps = int(self.distances_to(goal_cell)[self.start])
+        if steps < 0:
+            raise ValueError(f"cell {goal_cell} cannot be reached from the start pose")
+        return steps
 
     def random_walk_matrix(self) -> np.ndarray:
         """`(P, P)` transition matrix of the uniformly random policy over the poses."""

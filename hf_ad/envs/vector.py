@@ -48,7 +48,7 @@ from hf_ad.envs import grid
 from hf_ad.envs.bandit import BanditEnv, draw_bandit
 from hf_ad.envs.dark_room import DarkRoomEnv, draw_dark_room
 from hf_ad.envs.key_to_door import DarkKeyToDoorEnv, draw_key_to_door
-from hf_ad.envs.pixel_watermaze import PixelWatermazeEnv, draw_watermaze, pose_of
+from hf_ad.envs.pixel_watermaze import PixelWatermazeEnv, PoseTables, draw_watermaze, pose_of
 from hf_ad.envs.registration import env_spec
 from hf_ad.envs.task_env import STATE_INFO
 from hf_ad.envs.tasks import draw_test_tasks
@@ -273,6 +273,11 @@ class DarkRoomVectorEnv(_GridBatchedEnv):
         self._rewarded = np.zeros(len(tasks), dtype=bool)  # (N,) goal reached this episode
         super().__init__(template, tasks, num_envs, max_episode_steps, render_mode)
 
+    @property
+    def tables(self) -> PoseTables:
+        """The room's views, moves and cells per pose (shared, read-only), e.g. for an oracle policy."""
+        return self._tables
+
     def _load_tasks(self, tasks: np.ndarray) -> None:
         self._goal_cell = tasks[:, 1] * self.size + tasks[:, 0]  # (N,)
 
@@ -427,6 +432,11 @@ class PixelWatermazeVectorEnv(_BatchedEnv):
         self._next_pose = self._tables.next_pose.reshape(-1)  # (P * A,) flat [pose, action]
         self._pose = np.zeros(len(tasks), dtype=np.int64)  # (N,)
         super().__init__(template, tasks, num_envs, max_episode_steps, render_mode)
+
+    @property
+    def tables(self) -> PoseTables:
+        """The room's views, moves and cells per pose (shared, read-only), e.g. for an oracle policy."""
+        return self._tables
 
     def _load_tasks(self, tasks: np.ndarray) -> None:
         self._goal_cell = tasks[:, 1] * self.size + tasks[:, 0]  # (N,)

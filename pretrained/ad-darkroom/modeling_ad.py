@@ -36,6 +36,7 @@ from .constants import CUSTOM_PIPELINES, PIPELINE_CODE
 
 IGNORE_INDEX = -100
 INDEX_DTYPES = (torch.int64, torch.int32)
+FRAME_HASH_MULTIPLIER = 0x9E3779B97F4A7C15 - 2**64  # 2^64 / golden ratio, as a signed int64
 
 
 @dataclass
@@ -194,10 +195,34 @@ class VectorEncoder(nn.Module):
         return self.net(observations.to(self.net[0].weight.dtype))  # (B, T, d) -> (B, T, D)
 
 
+def distinct_frames(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`(distinct (U, ...), index (N,))` with `frames == distinct[index]` exactly, or None when no frame
+    repeats. Frames are grouped by a hash of their bytes (int64 arithmetic, wrapping) and every frame is
+    then compared with its group's first, so a hash collision cannot merge different frames: it only
+    costs the saving (None)."""
+    count = frames.shape[0]
+    flat = frames.reshape(count, -1)  # (N, H*W*C) uint8
+    flat = F.pad(flat, (0, -flat.shape[1] % 8)).contiguous()  # whole int64 words
+    words = flat.view(torch.int64)  # (N, H*W*C / 8)
+    multipliers = torch.arange(1, 2 * words.shape[1], 2, dtype=torch.int64, device=frames.device)  # odd
+    hashes = (words * (multipliers * FRAME_HASH_MULTIPLIER)).sum(dim=1)  # (N,) wraps around
+    keys, index = torch.unique(hashes, return_inverse=True)  # (U,), (N,)
+    if len(keys) == count:
+        return None
+    first = torch.full((len(keys),), count, dtype=torch.int64, device=frames.device)
+    first = first.scatter_reduce(0, index, torch.arange(count, device=frames.device), "amin")  # (U,)
+    if not torch.equal(flat, flat[first[index]]):  # a hash collision: encode every frame
+        return None
+    return frames[first], index
+
+
 class ImageEncoder(nn.Module):
     """Image observations `(B, T, H, W, C)`: a small convolutional encoder.
 
-    uint8 images are scaled to [0, 1]; floating images are used as given.
+    uint8 images are scaled to [0, 1]; floating images are used as given. A batch of uint8 images encodes
+    each distinct frame once (`distinct_frames`): an agent's views repeat a lot (Pixel Watermaze has 324
+    poses, so a training batch of 32 x 400 frames holds at most 324 distinct ones), and the convolutions
+    would otherwise cost more than the transformer. The result is the same up to float rounding.
     """
 
     # Note: the paper (Watermaze, 72x96x3) does not list its encoder's layers; this is three 3x3 stride-2
@@ -218,12 +243,21 @@ class ImageEncoder(nn.Module):
             height, width = (height + 1) // 2, (width + 1) // 2
         self.proj = nn.Linear(64 * height * width, hidden_size)
 
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """`(N, H, W, C)` frames -> `(N, D)` embeddings."""
+        dtype = self.proj.weight.dtype
+        images = frames.permute(0, 3, 1, 2)  # (N, C, H, W)
+        images = images.to(dtype) / 255.0 if images.dtype == torch.uint8 else images.to(dtype)
+        return self.proj(self.convs(images))  # (N, D)
+
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         batch, steps = observations.shape[:2]
-        dtype = self.proj.weight.dtype
-        images = observations.flatten(0, 1).permute(0, 3, 1, 2)  # (B*T, C, H, W)
-        images = images.to(dtype) / 255.0 if images.dtype == torch.uint8 else images.to(dtype)
-        return self.proj(self.convs(images)).view(batch, steps, -1)  # (B, T, D)
+        frames = observations.flatten(0, 1)  # (B*T, H, W, C)
+        distinct = distinct_frames(frames) if frames.dtype == torch.uint8 else None
+        if distinct is None:
+            return self.encode(frames).view(batch, steps, -1)  # (B, T, D)
+        unique, index = distinct  # (U, H, W, C), (B*T,)
+        return self.encode(unique)[index].view(batch, steps, -1)  # (U, D) -> (B, T, D)
 
 
 def observation_encoder(config: ADConfig) -> nn.Module:
