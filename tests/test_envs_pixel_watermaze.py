@@ -10,15 +10,18 @@ from hf_ad.constants import PIXEL_WATERMAZE
 from hf_ad.envs import STATE_INFO, make_vector_env, optimal_return, random_return, task_split
 from hf_ad.envs.pixel_watermaze import (
     FORWARD,
+    MAP_TILE_SIZE,
     NORTH,
     TURN_LEFT,
     TURN_RIGHT,
     WEST,
     WatermazeRoom,
+    draw_watermaze,
     landmark_cells,
     pose_index,
     pose_of,
     pose_tables,
+    start_pose,
 )
 
 SIZE, TILE = 9, 4
@@ -133,21 +136,37 @@ def test_split_is_dark_rooms_goals():
     assert (len(train), len(test)) == (65, 16) and test == task_split("hf_ad/DarkRoom-v0")[1]
 
 
-def test_renders_minigrids_top_down_map_with_the_goal():
+def _map_tile(image: np.ndarray, cell: tuple[int, int]) -> np.ndarray:
+    """The 16 x 16 tile of free cell `cell` on the top-down map (MiniGrid adds 1 for the wall)."""
+    top, left = ((np.array(cell[::-1]) + 1) * MAP_TILE_SIZE).tolist()
+    return image[top : top + MAP_TILE_SIZE, left : left + MAP_TILE_SIZE]
+
+
+def test_renders_minigrids_top_down_map_with_the_goal_and_the_trail():
     env = gym.make(PIXEL_WATERMAZE, goal=(2, 7), render_mode="rgb_array")
     env.reset(seed=0)
     image = env.render()
     assert image.shape == (176, 176, 3)
-    goal_tile = image[(7 + 1) * 16 : (7 + 2) * 16, (2 + 1) * 16 : (2 + 2) * 16]
-    assert (goal_tile == (0, 255, 0)).all(axis=-1).mean() > 0.5  # MiniGrid's green goal tile
+    assert (_map_tile(image, (2, 7)) == (0, 255, 0)).all(axis=-1).mean() > 0.5  # MiniGrid's green goal tile
+    for action in (FORWARD, FORWARD, TURN_LEFT, FORWARD):  # (4, 4) north to (4, 2), then west to (3, 2)
+        env.step(action)
+    trail = env.render()
+    floor = _map_tile(trail, (6, 6))[8, 8]  # a cell never visited, outside the field of view
+    for cell in ((4, 4), (4, 3), (3, 2)):
+        assert (_map_tile(trail, cell) != _map_tile(image, cell)).any(), cell  # on the trail
+    assert tuple(_map_tile(trail, (4, 4))[8, 8]) != tuple(floor)
+    assert np.array_equal(_map_tile(trail, (6, 6)), _map_tile(image, (6, 6)))  # off it: unchanged
+    env.reset()
+    assert np.array_equal(env.render(), image)  # a new episode starts a new trail
     text = gym.make(PIXEL_WATERMAZE, goal=(2, 7), render_mode="ansi")
     text.reset()
     text.step(TURN_LEFT)
     assert text.render().splitlines()[5] == "# . . . . < . . . . #"
     vector = make_vector_env(PIXEL_WATERMAZE, [(2, 7), (0, 0)], render_mode="rgb_array")
     vector.reset(seed=0)
-    frames = vector.render()
-    assert np.array_equal(frames[0], image) and not np.array_equal(frames[1], image)
+    frames = vector.render()  # the batched env draws no trail
+    assert np.array_equal(frames[0], draw_watermaze("rgb_array", SIZE, (2, 7), start_pose(SIZE)))
+    assert not np.array_equal(frames[1], frames[0])
 
 
 def test_bad_arguments_name_the_problem():

@@ -16,6 +16,7 @@ MiniGrid's: 0 east (x + 1), 1 south (y + 1), 2 west, 3 north. Its index is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 from minigrid.core.grid import Grid
 from minigrid.core.mission import MissionSpace
-from minigrid.core.world_object import Ball, Box, Goal, Key, WorldObj
+from minigrid.core.world_object import Ball, Box, Floor, Goal, Key, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 from hf_ad.envs import grid
@@ -40,6 +41,7 @@ VIEW_TILES = 7  # MiniGrid's default `agent_view_size`: 7 x 7 tiles, the agent a
 DEFAULT_TILE_SIZE = 4  # pixels per tile: a 28 x 28 RGB view
 MAP_TILE_SIZE = 16  # pixels per tile of the top-down `rgb_array` render
 DIRECTION_ARROWS = ">v<^"  # ansi render of the agent, per direction
+TRAIL_COLOR = "blue"  # MiniGrid colour of the floor tiles marking the visited cells on the map
 
 # The landmarks, fixed and all different (type and colour), in place of wall cells: two on each wall, at
 # a quarter and three quarters of its length (no grey: the walls' colour). (wall, 0 or 1: the first or
@@ -213,13 +215,18 @@ def _map_room(size: int) -> WatermazeRoom:
 
 
 def draw_watermaze(
-    render_mode: str | None, size: int, goal: tuple[int, int] | None, pose: tuple[int, int, int]
+    render_mode: str | None,
+    size: int,
+    goal: tuple[int, int] | None,
+    pose: tuple[int, int, int],
+    trail: Iterable[tuple[int, int]] = (),
 ) -> str | np.ndarray | None:
     """One top-down frame: text for `"ansi"`, MiniGrid's full view for `"rgb_array"`.
 
     Text: `#` walls, `G` the goal, the agent as an arrow of its direction (`> v < ^`), `@` on the goal.
     Image: `(size + 2) * 16` pixels square, MiniGrid's own drawing of the room, the landmarks, the agent
-    and its field of view (highlighted), with the hidden goal drawn as MiniGrid's green goal tile.
+    and its field of view (highlighted), with the hidden goal drawn as MiniGrid's green goal tile and the
+    `trail` of visited cells as MiniGrid's coloured floor tiles (`TRAIL_COLOR`) under the goal and the agent.
     """
     x, y, direction = pose
     if render_mode == "ansi":
@@ -230,13 +237,16 @@ def draw_watermaze(
         return None
     room = _map_room(size)
     room.set_pose(x, y, direction)
+    marks: dict[tuple[int, int], WorldObj] = {cell: Floor(TRAIL_COLOR) for cell in trail}
     if goal is not None:
-        room.grid.set(goal[0] + 1, goal[1] + 1, Goal())
+        marks[tuple(goal)] = Goal()
+    for (cell_x, cell_y), mark in marks.items():
+        room.grid.set(cell_x + 1, cell_y + 1, mark)
     try:
         return room.get_frame(highlight=True, tile_size=MAP_TILE_SIZE, agent_pov=False)
     finally:
-        if goal is not None:
-            room.grid.set(goal[0] + 1, goal[1] + 1, None)
+        for cell_x, cell_y in marks:
+            room.grid.set(cell_x + 1, cell_y + 1, None)
 
 
 class PixelWatermazeEnv(GoalEnv):
@@ -294,7 +304,8 @@ class PixelWatermazeEnv(GoalEnv):
     - `size`: side of the free area (default 9, at least 3).
     - `tile_size`: pixels per tile of the view (default 4).
     - `render_mode`: `"ansi"` (text: `#` walls, `G` goal, the agent as `> v < ^`, `@` on the goal) or
-      `"rgb_array"` (MiniGrid's top-down drawing with the field of view and the goal).
+      `"rgb_array"` (MiniGrid's top-down drawing with the field of view, the goal and the cells visited
+      since the episode began as a trail).
 
     ```python
     env = gym.make("hf_ad/PixelWatermaze-v0", goal=(2, 7))
@@ -322,6 +333,7 @@ class PixelWatermazeEnv(GoalEnv):
         self.render_mode = grid.check_render_mode(render_mode, self.metadata["render_modes"])
         super().__init__(goal, task)
         self._pose = self.tables.start
+        self._trail = {self.pose[:2]}  # cells visited this episode (at most size * size)
 
     @property
     def pose(self) -> tuple[int, int, int]:
@@ -331,17 +343,19 @@ class PixelWatermazeEnv(GoalEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self.reset_task(seed, options)
         self._pose = self.tables.start
+        self._trail = {self.pose[:2]}
         return self._observation(), self._info()
 
     def step(self, action):
         action = grid.check_action(action, NUM_ACTIONS)
         self._pose = int(self.tables.next_pose[self._pose, action])
+        self._trail.add(self.pose[:2])
         goal_x, goal_y = self.goal
         reward = float(self.tables.cell[self._pose] == goal_y * self.size + goal_x)
         return self._observation(), reward, False, False, self._info()
 
     def render(self):
-        return draw_watermaze(self.render_mode, self.size, self.goal, self.pose)
+        return draw_watermaze(self.render_mode, self.size, self.goal, self.pose, self._trail)
 
     def _observation(self) -> np.ndarray:
         return self.tables.views[self._pose].copy()  # (H, W, 3) uint8; the table is shared
