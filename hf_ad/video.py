@@ -7,7 +7,9 @@ writes `runs/demo/replay.mp4`. The steps, one function each:
 1. `record_replay`: one stream of the checkpoint on one held-out task for `episodes` episodes, from an
    empty context with frozen weights (`InContextRLPipeline(..., return_trajectories=True)`);
 2. `episode_frames`: that stream replayed step by step in the env made with `render_mode="rgb_array"`
-   (every observation is checked against the recording), keeping the frames of the episodes shown;
+   (every observation is checked against the recording), keeping the frames of the episodes shown; an env
+   whose observations are RGB images (Pixel Watermaze) shows each one, what the agent saw, scaled up
+   beside the env's render (`view_beside_render`);
 3. `compose_frames`: those episodes side by side, each under its title, step and running return;
 4. `encode_video`: H.264 mp4 through PyAV (its wheels bundle FFmpeg), or a GIF through Pillow where
    PyAV or its H.264 encoder is missing.
@@ -29,6 +31,7 @@ from hf_ad import constants
 from hf_ad.cards import embed_replay, portable_command
 from hf_ad.command_line import command_line
 from hf_ad.files import atomic_path
+from hf_ad.images import in_a_row, upscale
 from hf_ad.rollout import InContextRLPipeline, Trajectories
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ BACKGROUND = (20, 20, 26)
 TEXT_COLOR = (235, 235, 235)
 HOLD_SECONDS = 1.5  # the last frame stays on screen this long, so the final returns can be read
 DEFAULT_FPS = 4  # for envs whose metadata has no render_fps
+VIEW_TITLE = "   (its view | the map)"  # after "episode k" when the frames show the agent's view
 
 
 @dataclass
@@ -103,6 +107,11 @@ class Replay:
     returns: np.ndarray
     trajectories: Trajectories
 
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """The shape of one observation."""
+        return tuple(self.trajectories.observations.shape[2:])
+
     def episode_rewards(self, episode: int) -> np.ndarray:
         """`(steps,)` the rewards of `episode` (0-based), in time order."""
         return self.trajectories.rewards[0, self.trajectories.episodes[0] == episode]
@@ -123,6 +132,18 @@ class Panel:
 
 
 # --- playing and rendering ---------------------------------------------------------------------------
+
+
+def shows_view(observation_shape: Sequence[int]) -> bool:
+    """Whether observations of this shape are RGB images `(H, W, 3)`, shown in the video beside the render."""
+    return len(observation_shape) == 3 and observation_shape[-1] == 3
+
+
+def view_beside_render(view: np.ndarray, render: np.ndarray) -> np.ndarray:
+    """The agent's view (its `(h, w, 3)` observation) scaled up by nearest neighbour to about the render's
+    height, left of the `(H, W, 3)` render: what the agent saw next to where it was."""
+    factor = max(1, render.shape[0] // view.shape[0])  # a whole number: every view pixel stays square
+    return in_a_row([upscale(view, factor), render], gap=MARGIN // SCALE, background=BACKGROUND)
 
 
 def held_out_task(model_config, task_index: int, model: str) -> tuple:
@@ -162,7 +183,8 @@ def episode_frames(env: gym.Env, replay: Replay, episodes: Sequence[int]) -> lis
 
     The env is reset like the rollout's (`seed`, then the task) and steps through the recorded actions,
     resetting where an episode ends; each episode of `episodes` gives its first observation's frame and one
-    frame after every step.
+    frame after every step: the env's render, with the observation beside it where observations are RGB
+    images (`shows_view`, `view_beside_render`).
 
     Raises:
         RuntimeError: the env does not reproduce the recorded observations or rewards (its episodes are
@@ -171,6 +193,12 @@ def episode_frames(env: gym.Env, replay: Replay, episodes: Sequence[int]) -> lis
     trajectories = replay.trajectories
     wanted: dict[int, list[np.ndarray]] = {episode: [] for episode in episodes}
     last = max(episodes)
+    with_view = shows_view(env.observation_space.shape or ())
+
+    def frame(observation: np.ndarray) -> np.ndarray:
+        render = env.render()
+        return view_beside_render(observation, render) if with_view else render
+
     observation, _ = env.reset(seed=replay.seed, options={"task": replay.task})
     episode = 0
     for step in range(trajectories.actions.shape[1]):
@@ -181,12 +209,12 @@ def episode_frames(env: gym.Env, replay: Replay, episodes: Sequence[int]) -> lis
             raise_not_replayed(replay, step, f"observation {observation.tolist()}", recorded.tolist())
         frames = wanted.get(episode)
         if frames is not None and not frames:
-            frames.append(env.render())
+            frames.append(frame(observation))
         observation, reward, terminated, truncated, _ = env.step(int(trajectories.actions[0, step]))
         if np.float32(reward) != trajectories.rewards[0, step]:
             raise_not_replayed(replay, step, f"reward {reward}", trajectories.rewards[0, step])
         if frames is not None:
-            frames.append(env.render())
+            frames.append(frame(observation))
         if terminated or truncated:
             observation, _ = env.reset()
             episode += 1
@@ -207,7 +235,7 @@ def raise_not_replayed(replay: Replay, step: int, got: str, recorded: object) ->
 def panel_image(panel: Panel, index: int, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> np.ndarray:
     """Frame `index` of `panel` (its last one once it has ended), scaled up, under its title and caption."""
     frame = panel.frames[min(index, len(panel.frames) - 1)]  # (H, W, 3) uint8
-    frame = frame.repeat(SCALE, axis=0).repeat(SCALE, axis=1)  # (SCALE * H, SCALE * W, 3)
+    frame = upscale(frame, SCALE)  # (SCALE * H, SCALE * W, 3)
     image = Image.new("RGB", (frame.shape[1], CAPTION_HEIGHT + frame.shape[0]), BACKGROUND)
     image.paste(Image.fromarray(frame), (0, CAPTION_HEIGHT))
     draw = ImageDraw.Draw(image)
@@ -218,15 +246,7 @@ def panel_image(panel: Panel, index: int, font: ImageFont.ImageFont | ImageFont.
 
 def side_by_side(images: Sequence[np.ndarray]) -> np.ndarray:
     """`images` in a row with `MARGIN` around and between them; width and height even (H.264 needs it)."""
-    height = max(image.shape[0] for image in images) + 2 * MARGIN
-    width = sum(image.shape[1] for image in images) + (len(images) + 1) * MARGIN
-    canvas = np.empty((height + height % 2, width + width % 2, 3), dtype=np.uint8)  # (H, W, 3)
-    canvas[:] = BACKGROUND
-    left = MARGIN
-    for image in images:
-        canvas[MARGIN : MARGIN + image.shape[0], left : left + image.shape[1]] = image
-        left += image.shape[1] + MARGIN
-    return canvas
+    return in_a_row(images, gap=MARGIN, border=MARGIN, background=BACKGROUND, even=True)
 
 
 def compose_frames(panels: Sequence[Panel], hold: int = 0) -> list[np.ndarray]:
@@ -304,8 +324,9 @@ def write_replay(replay: Replay, path: str | Path) -> Path:
         fps = int(env.metadata.get("render_fps") or DEFAULT_FPS)
     finally:
         env.close()
+    subtitle = VIEW_TITLE if shows_view(replay.observation_shape) else ""
     panels = [
-        Panel(f"episode {episode + 1}", shown, replay.episode_rewards(episode))
+        Panel(f"episode {episode + 1}{subtitle}", shown, replay.episode_rewards(episode))
         for episode, shown in zip(episodes, frames, strict=True)
     ]
     return encode_video(compose_frames(panels, hold=round(HOLD_SECONDS * fps)), path, fps)
@@ -315,11 +336,18 @@ def replay_caption(replay: Replay, command: str) -> str:
     """What the video shows, for the model card (Markdown), with the command that made it."""
     last = len(replay.returns)
     how = "sampled" if replay.sample else "greedy"
+    view = (
+        " Each episode shows the agent's own view, the image it acts on (scaled up), left of a top-down map "
+        "it never sees, with the hidden goal (green)."
+        if shows_view(replay.observation_shape)
+        else ""
+    )
     return (
         f"The agent on the held-out task `{tuple(replay.task)}` of `{replay.env_id}`, never seen in "
         f"training: episode 1 (left, return {replay.returns[0]:g}) next to episode {last} (right, return "
         f"{replay.returns[-1]:g}) of one stream, frozen weights, the context filled by the agent itself, "
-        f"{how} actions, seed {replay.seed}; the trail marks the cells visited in the episode. Made by:\n\n"
+        f"{how} actions, seed {replay.seed}; the trail marks the cells visited in the episode.{view} Made "
+        f"by:\n\n"
         f"```\n{portable_command(command)}\n```"
     )
 
@@ -363,5 +391,7 @@ __all__ = [
     "h264_available",
     "make_video",
     "record_replay",
+    "shows_view",
+    "view_beside_render",
     "write_replay",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import av
 import numpy as np
 import pytest
 
@@ -81,7 +82,7 @@ def test_histories_of_pixels_train_and_evaluate_ad_and_ed(tmp_path, tiny_pixel_r
 
     ad, ed = (str(tmp_path / name / constants.FINAL_DIR) for name in ("ad", "ed"))
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", ad, "--ed-model", ed, "--out", str(out), "--video", "false"]) == 0
+    assert main(["evaluate", "--model", ad, "--ed-model", ed, "--out", str(out)]) == 0
     results = json.loads((out / constants.RESULTS_JSON).read_text())
     assert (results["episodes"], results["seeds"], len(results["tasks"])) == (2, 2, 2)
     assert set(results["methods"]) == {"AD", "ED", "source"}  # the source learns from scratch on the pose
@@ -89,3 +90,8 @@ def test_histories_of_pixels_train_and_evaluate_ad_and_ed(tmp_path, tiny_pixel_r
     assert results["oracle"]["mean"] == pytest.approx(
         np.mean([optimal_return(constants.PIXEL_WATERMAZE, task) for task in tasks])
     )
+    # The replay video: AD's view next to the map, episode 1 and episode 2 side by side (tests/test_video.py
+    # checks the panels' content).
+    with av.open(str(out / constants.REPLAY_MP4)) as container:
+        sizes = {(frame.height, frame.width) for frame in container.decode(video=0)}
+    assert sizes == {(420, 1416)}  # each panel: the 168-pixel view and the 176-pixel map, scaled x2

@@ -16,7 +16,10 @@ from hf_ad import constants
 from hf_ad.cards import CARD_SECTION, REPLAY_SECTION, embed_replay
 from hf_ad.cli import main
 from hf_ad.envs import grid
+from hf_ad.envs.pixel_watermaze import draw_watermaze, pose_index, pose_of, pose_tables
+from hf_ad.images import upscale
 from hf_ad.rollout import InContextRLPipeline, Trajectories
+from hf_ad.spaces import config_kwargs_from_spaces
 from hf_ad.video import (
     CAPTION_HEIGHT,
     MARGIN,
@@ -27,6 +30,7 @@ from hf_ad.video import (
     h264_available,
     make_video,
     record_replay,
+    replay_caption,
     write_replay,
 )
 
@@ -38,7 +42,12 @@ HOLD_FRAMES = 6  # 1.5 s at the envs' 4 frames per second
 def _expected_frame_shape(size: int = 9) -> tuple[int, int, int]:
     """Two Dark Room panels, scaled, under their captions, with margins (rounded up to even sizes)."""
     side = (size + 2) * grid.CELL_PIXELS * SCALE
-    height, width = CAPTION_HEIGHT + side + 2 * MARGIN, 2 * side + 3 * MARGIN
+    return _two_panels(side, side)
+
+
+def _two_panels(panel_height: int, panel_width: int) -> tuple[int, int, int]:
+    """The frame shape of two scaled panels side by side under their captions (rounded up to even sizes)."""
+    height, width = CAPTION_HEIGHT + panel_height + 2 * MARGIN, 2 * panel_width + 3 * MARGIN
     return height + height % 2, width + width % 2, 3
 
 
@@ -147,3 +156,76 @@ def test_embed_replay_needs_the_file(tmp_path):
     (tmp_path / constants.REPLAY_GIF).write_bytes(b"GIF89a")
     embed_replay(tmp_path, constants.REPLAY_GIF, "caption")
     assert "![replay](replay.gif)" in (tmp_path / constants.MODEL_CARD).read_text()
+
+
+# Pixel Watermaze: the agent's view (28 x 28, scaled x6 to 168 by nearest neighbour) left of the 176 x 176
+# top-down map, 4 pixels apart; each panel then scaled x2 like the grid envs'.
+VIEW_FACTOR, VIEW_SIDE, MAP_SIDE, VIEW_GAP = 6, 168, 176, MARGIN // SCALE
+PIXEL_EPISODE_STEPS = 50
+SHOWN_STEP = 10  # the frame whose view panels are checked against the recorded observations
+
+
+def _pixel_checkpoint(tmp_path) -> str:
+    env = gym.make(constants.PIXEL_WATERMAZE)
+    spec = config_kwargs_from_spaces(env.observation_space, env.action_space)
+    return save_tiny_checkpoint(tmp_path / "ad", TASKS, env_id=constants.PIXEL_WATERMAZE, **spec)
+
+
+def _poses_and_trails(replay: Replay, episode: int) -> tuple[list[tuple], list[set]]:
+    """The pose and the cells visited so far at each frame of `episode`, from the recorded actions and
+    MiniGrid's moves (`PoseTables`), independently of the env's own stepping."""
+    tables = pose_tables(9, 4)
+    pose = tables.start
+    poses, trails = [pose_of(pose, 9)], [{pose_of(pose, 9)[:2]}]
+    for action in replay.trajectories.actions[0, replay.trajectories.episodes[0] == episode]:
+        pose = int(tables.next_pose[pose, action])
+        poses.append(pose_of(pose, 9))
+        trails.append(trails[-1] | {poses[-1][:2]})
+    return poses, trails
+
+
+def _closest_view(region: np.ndarray) -> np.ndarray:
+    """Of all the room's views, the one closest to a decoded view panel (its block centres, where the lossy
+    H.264 colours bleed least; mean absolute error)."""
+    block = VIEW_FACTOR * SCALE  # screen pixels per view pixel
+    centres = region[block // 2 :: block, block // 2 :: block].astype(np.int16)  # (28, 28, 3)
+    views = pose_tables(9, 4).views  # (P, 28, 28, 3)
+    errors = np.abs(views.astype(np.int16) - centres).mean(axis=(1, 2, 3))  # (P,)
+    return views[errors.argmin()]
+
+
+def test_pixel_frames_are_the_agents_view_beside_the_map_with_goal_and_trail(tmp_path):
+    pipe = InContextRLPipeline.from_pretrained(_pixel_checkpoint(tmp_path), device="cpu")
+    replay = record_replay(pipe, TASKS[1], 2, seed=4)
+    env = gym.make(constants.PIXEL_WATERMAZE, render_mode="rgb_array")
+    first, last = episode_frames(env, replay, [0, 1])
+    for episode, frames in enumerate((first, last)):
+        observations = replay.trajectories.observations[0, replay.trajectories.episodes[0] == episode]
+        poses, trails = _poses_and_trails(replay, episode)
+        assert len(frames) == PIXEL_EPISODE_STEPS + 1
+        for step, frame in enumerate(frames[:-1]):  # the last frame's view is the episode's final one
+            assert frame.shape == (MAP_SIDE, VIEW_SIDE + VIEW_GAP + MAP_SIDE, 3)
+            assert np.array_equal(frame[:VIEW_SIDE, :VIEW_SIDE], upscale(observations[step], VIEW_FACTOR))
+            expected_map = draw_watermaze("rgb_array", 9, TASKS[1], poses[step], trails[step])
+            assert np.array_equal(frame[:, VIEW_SIDE + VIEW_GAP :], expected_map)
+    assert any(len(trail) > 1 for trail in _poses_and_trails(replay, 1)[1])  # the agent moved: a trail
+
+
+def test_pixel_video_decodes_to_the_view_and_map_layout(tmp_path):
+    model = _pixel_checkpoint(tmp_path)
+    video, replay = make_video(VideoConfig(model=model, out=str(tmp_path), episodes=3, seed=1))
+    frames = _decode_mp4(video)
+    panel_width = (VIEW_SIDE + VIEW_GAP + MAP_SIDE) * SCALE
+    assert len(frames) == PIXEL_EPISODE_STEPS + 1 + HOLD_FRAMES
+    assert {frame.shape for frame in frames} == {_two_panels(MAP_SIDE * SCALE, panel_width)}
+    top = MARGIN + CAPTION_HEIGHT
+    tables = pose_tables(9, 4)
+    for episode, left in ((0, MARGIN), (2, 2 * MARGIN + panel_width)):  # episode 1, then the last one
+        region = frames[SHOWN_STEP][top : top + VIEW_SIDE * SCALE, left : left + VIEW_SIDE * SCALE]
+        poses, _ = _poses_and_trails(replay, episode)
+        observation = replay.trajectories.observations[0, replay.trajectories.episodes[0] == episode][
+            SHOWN_STEP
+        ]
+        assert np.array_equal(observation, tables.views[pose_index(*poses[SHOWN_STEP], 9)])
+        assert np.array_equal(_closest_view(region), observation), episode  # the view the agent had
+    assert "the agent's own view" in replay_caption(replay, "hf-ad video")
