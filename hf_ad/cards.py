@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
+import pyarrow.parquet as pq
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
@@ -31,6 +33,7 @@ from safetensors import safe_open
 
 from hf_ad import constants
 from hf_ad.files import atomic_write_text, shipped_roots
+from hf_ad.images import in_a_column, in_a_row, save_png, upscale
 from hf_ad.plotting import Band, save_band_plot
 from hf_ad.recipes import RECIPES, training_values
 
@@ -156,6 +159,12 @@ COLUMN_HELP = {
     constants.TRUNCATED: "the episode was cut by its time limit at this step",
 }
 CURVE_TABLE_EPISODES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+# The sample views of an image dataset: this many frames of an episode, evenly spaced, each pixel
+# repeated SAMPLE_VIEW_SCALE times (nearest neighbour), SAMPLE_VIEW_GAP pixels apart.
+SAMPLE_VIEW_FRAMES = 8
+SAMPLE_VIEW_SCALE = 3
+SAMPLE_VIEW_GAP = 4
+SAMPLE_VIEW_BACKGROUND = (255, 255, 255)
 
 
 def _human_size(num_bytes: int) -> str:
@@ -195,6 +204,51 @@ def plot_learning_curve(metadata: dict, path: Path) -> None:
     ]
     title = f"{metadata['env_id']}: source learning curve"
     save_band_plot(path, bands, title, figsize=(6, 3.5), dpi=100, legend_loc="lower right")
+
+
+def image_observations(metadata: dict) -> bool:
+    """Whether a histories dataset stores RGB images: `observation` is `(H, W, 3)` nested lists of uint8."""
+    feature = Features.from_dict(metadata["features"])[constants.OBSERVATION]
+    lengths = []
+    while hasattr(feature, "length"):  # a (nested) fixed-length `List`
+        lengths.append(feature.length)
+        feature = feature.feature
+    return len(lengths) == 3 and lengths[-1] == 3 and getattr(feature, "dtype", None) == "uint8"
+
+
+def sample_view_rows(folder: Path, metadata: dict) -> list[np.ndarray]:
+    """`SAMPLE_VIEW_FRAMES` stored views, evenly spaced over the steps, of the first and of the last stored
+    episode of the first history in the first shard: what the learner saw while untrained and once trained.
+
+    Returns:
+        One `(SAMPLE_VIEW_FRAMES, H, W, 3)` uint8 array per episode shown.
+    """
+    path = folder / metadata["shards"][0]["file"]
+    index = pq.read_table(path, columns=[constants.HISTORY_ID, constants.EPISODE])
+    history_ids = index.column(constants.HISTORY_ID).to_numpy()  # (N,)
+    episodes = index.column(constants.EPISODE).to_numpy()  # (N,)
+    in_history = history_ids == history_ids[0]  # (N,) a history's rows are contiguous, in time order
+    observations = pq.read_table(path, columns=[constants.OBSERVATION]).column(constants.OBSERVATION)
+    rows = []
+    for episode in sorted({int(episodes[in_history].min()), int(episodes[in_history].max())}):
+        steps = np.flatnonzero(in_history & (episodes == episode))  # (L,) its rows, step 0 first
+        picked = steps[np.linspace(0, len(steps) - 1, SAMPLE_VIEW_FRAMES).round().astype(int)]
+        rows.append(np.asarray(observations.take(picked).to_pylist(), dtype=np.uint8))  # (F, H, W, 3)
+    return rows
+
+
+def draw_sample_views(folder: Path, metadata: dict) -> np.ndarray:
+    """The sample views as one image: one row of frames per episode shown, scaled up, on white."""
+    rows = [
+        in_a_row(
+            [upscale(frame, SAMPLE_VIEW_SCALE) for frame in frames],
+            SAMPLE_VIEW_GAP,
+            0,
+            SAMPLE_VIEW_BACKGROUND,
+        )
+        for frames in sample_view_rows(folder, metadata)
+    ]
+    return in_a_column(rows, SAMPLE_VIEW_GAP, SAMPLE_VIEW_BACKGROUND)
 
 
 def dataset_card_data(metadata: dict, size_bytes: int) -> str:
@@ -274,6 +328,10 @@ def render_dataset_card(folder: str | Path, metadata: dict, repo_id: str | None 
         metadata_file=constants.HISTORIES_METADATA,
         generator_config={"source": metadata["source"], **metadata["generator_config"]},
         learning_curve_png=constants.LEARNING_CURVE_PNG,
+        sample_views_png=constants.SAMPLE_VIEWS_PNG
+        if (folder / constants.SAMPLE_VIEWS_PNG).is_file()
+        else None,
+        sample_view_frames=SAMPLE_VIEW_FRAMES,
         curve_table=curve_table(metadata),
         command=portable_command(metadata["command"]),
         hf_ad_version=metadata["hf_ad_version"],
@@ -281,9 +339,12 @@ def render_dataset_card(folder: str | Path, metadata: dict, repo_id: str | None 
 
 
 def write_dataset_card(folder: str | Path, metadata: dict, repo_id: str | None = None) -> None:
-    """Write `learning_curve.png` and the `README.md` card into a complete histories folder."""
+    """Write `learning_curve.png`, `sample_views.png` (image observations only: the Hub's viewer shows
+    their uint8 lists as numbers) and the `README.md` card into a complete histories folder."""
     folder = Path(folder)
     plot_learning_curve(metadata, folder / constants.LEARNING_CURVE_PNG)
+    if image_observations(metadata):
+        save_png(folder / constants.SAMPLE_VIEWS_PNG, draw_sample_views(folder, metadata))
     atomic_write_text(folder / constants.DATASET_CARD, render_dataset_card(folder, metadata, repo_id))
 
 

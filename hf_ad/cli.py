@@ -286,13 +286,14 @@ PUSH_MESSAGES = {
 
 
 def dataset_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
-    """The files of a histories folder to upload (metadata, shards, plot) and its card for `repo_id`.
+    """The files of a histories folder to upload (metadata, shards, images) and its card for `repo_id`.
 
     The folder is verified in full first (checksums and NaN/inf values): nothing damaged goes up."""
     metadata = validate_histories(folder, verify=True)
     files = [constants.HISTORIES_METADATA, *(shard["file"] for shard in metadata["shards"])]
-    if (folder / constants.LEARNING_CURVE_PNG).is_file():
-        files.append(constants.LEARNING_CURVE_PNG)
+    files += [
+        png for png in (constants.LEARNING_CURVE_PNG, constants.SAMPLE_VIEWS_PNG) if (folder / png).is_file()
+    ]
     return files, cards.render_dataset_card(folder, metadata, repo_id=repo_id)
 
 

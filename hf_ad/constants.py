@@ -33,6 +33,7 @@ DATA_DIR = "data"
 HISTORIES_METADATA = "hf_ad_histories.json"
 STAGING_DIR = ".hf_ad_staging"  # an unfinished generation; hidden, so `datasets` never reads it
 LEARNING_CURVE_PNG = "learning_curve.png"
+SAMPLE_VIEWS_PNG = "sample_views.png"  # a strip of stored image observations, shown in a dataset card
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "model.safetensors"
 # The remote code `ADModel.save_pretrained` copies next to the weights: the model's (with what it imports

@@ -1,4 +1,4 @@
-"""Pixel images as numpy arrays: nearest-neighbour upscaling, images in a row, a PNG written atomically.
+"""Pixel images as numpy arrays: nearest-neighbour upscaling, images in a row or a column, a PNG file.
 
 A leaf module (numpy, Pillow, `hf_ad.files`): the replay video (`hf_ad.video`) and the dataset card's
 sample views (`hf_ad.cards`) both lay out small env images with it. Images are `(H, W, 3)` uint8 RGB.
@@ -47,6 +47,14 @@ def in_a_row(
         canvas[border : border + image.shape[0], left : left + image.shape[1]] = image
         left += image.shape[1] + gap
     return canvas
+
+
+def in_a_column(
+    images: Sequence[np.ndarray], gap: int, background: tuple[int, int, int] = (0, 0, 0)
+) -> np.ndarray:
+    """`images` top to bottom, left-aligned, `gap` pixels apart (`in_a_row` turned on its side)."""
+    turned = [image.transpose(1, 0, 2) for image in images]  # (W_i, H_i, 3)
+    return in_a_row(turned, gap, background=background).transpose(1, 0, 2)  # (H, W, 3)
 
 
 def save_png(path: str | Path, image: np.ndarray) -> None:

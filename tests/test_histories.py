@@ -16,11 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets import Features, List, Value, load_dataset, load_dataset_builder
+from PIL import Image
 
-from hf_ad import cli, constants
+from hf_ad import cards, cli, constants
 from hf_ad.data import generate, histories
 from hf_ad.data.generate import GenerateConfig, generate_histories
 from hf_ad.data.histories import load_histories, validate_histories
+from hf_ad.images import upscale
 from hf_ad.sources.experts import ExpertConfig
 from hf_ad.sources.q_learning import QLearningConfig
 
@@ -391,6 +393,35 @@ def test_card_renders_with_yaml_header(folder):
     assert "![learning curve](learning_curve.png)" in card.text
     assert "hf-ad generate --out" in card.text and "--env hf_ad/DarkRoom-v0 --source q_learning" in card.text
     assert (folder / constants.LEARNING_CURVE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (folder / constants.SAMPLE_VIEWS_PNG).exists() and "sample views" not in card.text  # no images
+
+
+def test_card_of_image_observations_shows_sample_views(tmp_path):
+    """The Hub's viewer shows uint8 lists as numbers: the card embeds a strip of stored views instead."""
+    config = GenerateConfig(out=str(tmp_path / "pixels"), env=constants.PIXEL_WATERMAZE, tasks="test")
+    source = QLearningConfig(histories_per_task=1, episodes=6, keep_every=5, seed=0)
+    folder = generate_histories(config, source, progress=False)
+    card = (folder / constants.DATASET_CARD).read_text()
+    assert f"![sample views]({constants.SAMPLE_VIEWS_PNG})" in card
+    with Image.open(folder / constants.SAMPLE_VIEWS_PNG) as png:
+        strip = np.asarray(png.convert("RGB"))
+    metadata = json.loads((folder / constants.HISTORIES_METADATA).read_text())
+    shard = pq.read_table(folder / metadata["shards"][0]["file"])
+    history, episode = (shard.column(name).to_numpy() for name in (constants.HISTORY_ID, constants.EPISODE))
+    views = histories.column_to_numpy(shard.column(constants.OBSERVATION))  # (N, 28, 28, 3) uint8
+    first = history == history[0]  # (N,) the first history's rows, in time order
+    assert sorted(set(episode[first])) == [0, 5]  # one row of views for each stored episode
+    tile = 28 * cards.SAMPLE_VIEW_SCALE + cards.SAMPLE_VIEW_GAP  # one scaled view and the gap after it
+    frames = cards.SAMPLE_VIEW_FRAMES
+    assert strip.shape == (2 * tile - cards.SAMPLE_VIEW_GAP, frames * tile - cards.SAMPLE_VIEW_GAP, 3)
+    for row, shown_episode in enumerate((0, 5)):
+        episode_views = views[first & (episode == shown_episode)]  # (50, 28, 28, 3)
+        for column, step in enumerate((0, 7, 14, 21, 28, 35, 42, 49)):  # 8 of the 50 steps, evenly spaced
+            shown = strip[row * tile : row * tile + 84, column * tile : column * tile + 84]
+            expected = upscale(episode_views[step], cards.SAMPLE_VIEW_SCALE)
+            np.testing.assert_array_equal(shown, expected, f"row {row}, column {column}")
+    files, _ = cli.dataset_upload(folder, "org/pixel-histories")
+    assert constants.SAMPLE_VIEWS_PNG in files  # published with the card that embeds it
 
 
 def _card_dataset_info(folder) -> dict:

@@ -219,7 +219,8 @@ def _clear_dataset_files(folder: Path) -> None:
                 f"{str(data)!r} holds files hf_ad does not write ({others[:5]}); move them away first"
             )
         shutil.rmtree(data)
-    for name in (constants.HISTORIES_METADATA, constants.DATASET_CARD, constants.LEARNING_CURVE_PNG):
+    card_files = (constants.DATASET_CARD, constants.LEARNING_CURVE_PNG, constants.SAMPLE_VIEWS_PNG)
+    for name in (constants.HISTORIES_METADATA, *card_files):
         (folder / name).unlink(missing_ok=True)
     shutil.rmtree(folder / constants.STAGING_DIR, ignore_errors=True)
 

@@ -6,6 +6,7 @@ A histories folder is exactly a hub dataset repo:
     hf_ad_histories.json                   metadata: env id/kwargs, task split, generator config,
                                            features, shard list, learning curve
     learning_curve.png                     the source's mean return per episode
+    sample_views.png                       image observations only: a few stored views, in the card
     data/{split}-{index:05d}-of-{count:05d}.parquet
 
 One row per transition (columns `hf_ad.constants.HISTORY_COLUMNS`); a history's rows are
