@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 export OMP_NUM_THREADS ?= 1
-# The env whose release `make reproduce` rebuilds (make reproduce ENV=hf_ad/Bandit-v0).
+# The env whose release `make reproduce` rebuilds (make reproduce ENV=hf_ad/Bandit-v0, or
+# ENV=hf_ad/PixelWatermaze-v0; the ids scripts/reproduce.sh accepts).
 ENV := hf_ad/DarkRoom-v0
 
 .PHONY: setup demo test test-slow lint bench reproduce clean

@@ -4,6 +4,7 @@
 # Usage (from the repo root, after `make setup`):
 #     bash scripts/reproduce.sh                           # Dark Room, under runs/reproduce/
 #     ENV_ID=hf_ad/Bandit-v0 bash scripts/reproduce.sh    # the adversarial bandit (make reproduce ENV=...)
+#     ENV_ID=hf_ad/PixelWatermaze-v0 bash scripts/reproduce.sh    # from first-person images
 #     OUT=runs/other bash scripts/reproduce.sh            # somewhere else
 #     SHIP=1 bash scripts/reproduce.sh                    # also replace that env's folders in pretrained/
 #
@@ -13,9 +14,11 @@
 # thread each: the machine has 2 cores); then both are evaluated on every held-out goal for 1000 episodes x
 # 20 seeds (the paper's 20 evaluation seeds), against Q-learning from scratch. The bandit: AD and ED in one
 # process each, side by side; then the paper's normalised scores on the odd / even / uniform tasks, 100 pulls
-# x 20 seeds, against UCB1 from scratch. The evaluation also writes replay.mp4 (AD on the first held-out
-# task, episode 1 next to the last): into its folder and, where it fills the cards (SHIP=1), into the AD
-# folder, whose card embeds it. The Dark Room video alone, without the 7-minute evaluation:
+# x 20 seeds, against UCB1 from scratch. Pixel Watermaze: AD from first-person images, evaluated on every
+# held-out goal against Q-learning from scratch on the privileged pose (its recipe's numbers in
+# hf_ad/recipes.py). The evaluation also writes replay.mp4 (AD on the first held-out task, episode 1 next to
+# the last; Pixel Watermaze's shows the agent's own view beside the map): into its folder and, where it fills
+# the cards (SHIP=1), into the AD folder, whose card embeds it. The Dark Room video alone, without the 7-minute evaluation:
 #     hf-ad video --model pretrained/ad-darkroom --out pretrained/evaluation --update-card
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +30,9 @@ case "$ENV_ID" in  # NAME: the release's folder names; EVAL: its evaluation fold
     hf_ad/DarkRoomHard-v0) NAME=darkroom-hard EVAL_NAME=evaluation-darkroom-hard ;;
     hf_ad/DarkKeyToDoor-v0) NAME=key-to-door EVAL_NAME=evaluation-key-to-door ;;
     hf_ad/Bandit-v0) NAME=bandit EVAL_NAME=evaluation-bandit ;;
+    hf_ad/PixelWatermaze-v0) NAME=pixel-watermaze EVAL_NAME=evaluation-pixel-watermaze ;;
     *) echo "ENV_ID must be one of hf_ad/DarkRoom-v0, hf_ad/DarkRoomHard-v0, hf_ad/DarkKeyToDoor-v0," \
-        "hf_ad/Bandit-v0; got '$ENV_ID'" >&2; exit 2 ;;
+        "hf_ad/Bandit-v0, hf_ad/PixelWatermaze-v0; got '$ENV_ID'" >&2; exit 2 ;;
 esac
 PROCESSES=$("$BIN/python" -c "from hf_ad.recipes import recipe_for; print(recipe_for('$ENV_ID').num_processes)")
 # --resume: a reproduction that was stopped continues from its last checkpoints.
