@@ -145,8 +145,9 @@ def evaluate_command(argv: list[str]) -> int:
     if push.push_to_hub and push.hub_model_id is None:
         raise ValueError("--push-to-hub needs --hub-model-id: the model repo that gets the evaluation folder")
     results = evaluate(config, progress=True)
-    print("\n".join(summary_lines(results)))
-    push.push("evaluation", Path(config.out))
+    if current_processes().is_main:  # once, not once per process of `accelerate launch`
+        print("\n".join(summary_lines(results)))
+        push.push("evaluation", Path(config.out))
     return 0
 
 

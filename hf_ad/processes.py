@@ -35,6 +35,9 @@ class Processes:
 
     index: int = 0
     count: int = 1
+    device: str | None = (
+        None  # this process's device under a launch (accelerate's); None: the caller's default
+    )
 
     @property
     def is_main(self) -> bool:
@@ -43,6 +46,16 @@ class Processes:
     def share(self, items: Sequence[T]) -> list[T]:
         """This process's items: every `count`-th from its index (round-robin: equal work stays balanced)."""
         return list(items[self.index :: self.count])
+
+    def gather_shares(self, mine: list[T]) -> list[T]:
+        """Every process's results for its `share` of some items, on every process, in the items' order."""
+        shares = self.gather(list(mine))
+        return [shares[i % self.count][i // self.count] for i in range(sum(map(len, shares)))]
+
+    def block(self, count: int) -> range:
+        """This process's contiguous part of `count` items (sizes differ by at most one; may be empty)."""
+        bounds = [count * index // self.count for index in range(self.count + 1)]
+        return range(bounds[self.index], bounds[self.index + 1])
 
     def barrier(self) -> None:
         """Wait until every process gets here."""
@@ -102,4 +115,4 @@ def current_processes() -> Processes:
             f"launched as {expected} processes, but accelerate sees {state.num_processes}: on CPUs launch "
             "with ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ..."
         )
-    return Processes(state.process_index, state.num_processes)
+    return Processes(state.process_index, state.num_processes, str(state.device))
