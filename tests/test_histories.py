@@ -223,8 +223,9 @@ def test_an_interrupted_two_process_generation_resumes(folder, tmp_path, monkeyp
     from accelerate import debug_launcher
 
     out = tmp_path / "darkroom"
-    # The launcher reports whichever process it sees end first: the stopped one, or its peer losing it.
-    with pytest.raises(Exception, match="process 1 stopped|remote worker crashing"):
+    # The launcher reports whichever process it sees end first: the stopped one, or its peer losing it
+    # (whose message depends on where it was); the staged shards below show which stop it was.
+    with pytest.raises(Exception, match="terminated with the following error"):
         debug_launcher(_launched_generation, args=(str(out), (1, 1)), num_processes=2)
     assert [p.name for p in out.iterdir()] == [constants.STAGING_DIR]
     staged = {p.stem for p in (out / constants.STAGING_DIR / generate.STAGED_ENTRIES).iterdir()}
