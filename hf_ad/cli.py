@@ -26,6 +26,7 @@ from hf_ad.data.generate import generate_histories, parse_generate_args
 from hf_ad.data.histories import validate_histories
 from hf_ad.demo import DemoConfig, run_demo
 from hf_ad.evaluation import EvaluateConfig, evaluate, summary_lines
+from hf_ad.processes import current_processes
 from hf_ad.training import TrainConfig, run_command, train
 from hf_ad.video import VideoConfig, make_video
 
@@ -103,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 def generate(argv: list[str]) -> int:
     config, source_config, push = parse_generate_args(argv, prog="hf-ad generate", extra=(DatasetPushArgs,))
     folder = generate_histories(config, source_config, progress=True)
-    print(f"histories written to {folder}")
-    push.push("dataset", folder, default_repo_id=Path(config.out).resolve().name)
+    if current_processes().is_main:  # once, not once per process of `accelerate launch`
+        print(f"histories written to {folder}")
+        push.push("dataset", folder, default_repo_id=Path(config.out).resolve().name)
     return 0
 
 
@@ -143,8 +145,9 @@ def evaluate_command(argv: list[str]) -> int:
     if push.push_to_hub and push.hub_model_id is None:
         raise ValueError("--push-to-hub needs --hub-model-id: the model repo that gets the evaluation folder")
     results = evaluate(config, progress=True)
-    print("\n".join(summary_lines(results)))
-    push.push("evaluation", Path(config.out))
+    if current_processes().is_main:  # once, not once per process of `accelerate launch`
+        print("\n".join(summary_lines(results)))
+        push.push("evaluation", Path(config.out))
     return 0
 
 

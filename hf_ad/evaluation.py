@@ -45,6 +45,7 @@ from hf_ad.data.generate import DEFAULTS
 from hf_ad.envs import optimal_return, random_return, sample_bandit_tasks
 from hf_ad.files import atomic_write_text
 from hf_ad.plotting import Band, Level, save_band_plot
+from hf_ad.processes import current_processes
 from hf_ad.recipes import RECIPES, EvaluationRecipe
 from hf_ad.rollout import InContextRLPipeline
 from hf_ad.sources import SOURCE_NAMES, SOURCES
@@ -239,18 +240,27 @@ def stream_returns(
     """Play one AD/ED checkpoint on `tasks` for every evaluation seed.
 
     Returns the `(seeds * tasks, episodes)` seed-major returns of every stream (one task, one evaluation
-    seed). `progress` shows a bar over the episodes.
+    seed). `progress` shows a bar over the episodes. Under `accelerate launch` each process plays a
+    contiguous block of the streams as part of the whole run (`rollout`'s `first_stream`), and the blocks
+    are gathered: the returns are those of one process playing them all.
     """
-    pipe = InContextRLPipeline.from_pretrained(path, device=config.device)
-    # All seeds in one batch: stream (i, task) is evaluation seed i; every stream has its own env seed.
-    result = pipe(
-        tasks=tasks * config.seeds,
-        num_episodes=config.episodes,
-        seed=config.seed,
-        sample=not config.greedy,
-        progress=progress,
-    )
-    return result.returns
+    streams = tasks * config.seeds  # stream (i, task) is evaluation seed i; each has its own env seed
+    processes = current_processes()
+    block = processes.block(len(streams))
+    returns = np.zeros((0, config.episodes))  # (streams of this process, episodes)
+    if block:
+        pipe = InContextRLPipeline.from_pretrained(path, device=config.device or processes.device)
+        result = pipe(
+            tasks=streams[block.start : block.stop],
+            num_episodes=config.episodes,
+            seed=config.seed,
+            sample=not config.greedy,
+            progress=progress,
+            first_stream=block.start,
+            total_streams=len(streams),
+        )
+        returns = result.returns
+    return np.concatenate(processes.gather(returns))  # (seeds * tasks, episodes)
 
 
 def evaluate_checkpoint(
@@ -313,19 +323,23 @@ def evaluate_source(
     """The source algorithm learning every task from scratch, one learner per task and seed.
 
     Returns `(seeds, episodes)` run scores and the source config used. The learners of seed i run in one
-    batch whose randomness comes from `seed + i`. `progress` shows one bar over every seed's episodes.
+    batch whose randomness comes from `seed + i`. `progress` shows one bar over every seed's episodes (this
+    process's: under `accelerate launch` the seeds are shared among the processes and gathered).
     """
     learn = SOURCES[name][0]
+    processes = current_processes()
+    seeds = processes.share([config.seed + i for i in range(config.seeds)])
     runs = []
-    with tqdm(total=config.seeds * config.episodes, unit="episode", desc=name, disable=not progress) as bar:
-        for i in range(config.seeds):
-            source_config = source_run_config(name, options, config.episodes, config.seed + i)
+    with tqdm(total=len(seeds) * config.episodes, unit="episode", desc=name, disable=not progress) as bar:
+        for seed in seeds:
+            source_config = source_run_config(name, options, config.episodes, seed)
             returns = np.zeros((len(tasks), config.episodes))
             for block in learn(env_id, list(tasks), source_config, env_kwargs=dict(env_kwargs)):
                 returns[:, block.episode] = block.returns
                 bar.update()
             runs.append(returns.mean(axis=0))
-    return np.stack(runs), dataclasses.asdict(source_config) | {
+    recorded = dataclasses.asdict(source_run_config(name, options, config.episodes, config.seed))
+    return np.stack(processes.gather_shares(runs)), recorded | {
         "seed": [config.seed + i for i in range(config.seeds)]
     }
 
@@ -541,9 +555,16 @@ def evaluate(
     Returns:
         The content of `results.json`.
 
+    Under `accelerate launch` the processes share the streams of every checkpoint and the source's seeds
+    (`stream_returns`, `evaluate_source`) and gather them, so the results equal one process's; the main
+    process alone logs, shows progress and writes the results, the cards and the video.
+
     Raises:
         ValueError: a checkpoint, the output folder or the source that cannot be used, named with its flag.
     """
+    processes = current_processes()
+    if not processes.is_main:
+        log, progress = (lambda _: None), False
     model_config = check_same_env(checkpoint_flags(config))
     env_id, env_kwargs = model_config.env_id, dict(model_config.env_kwargs)
     recipe = RECIPES[env_id].evaluation if env_id in RECIPES else EvaluationRecipe()
@@ -601,6 +622,16 @@ def evaluate(
     }
     if normalised is not None:
         results["normalised"] = normalised["summary"]
+    if processes.is_main:
+        write_outputs(results, config, per_checkpoint, log)
+    return results
+
+
+def write_outputs(
+    results: dict, config: EvaluateConfig, per_checkpoint: dict, log: Callable[[str], None]
+) -> None:
+    """Write `results.json` and the plot to `config.out`; with `update_card` the cards; with `video` the
+    replay video."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / constants.RESULTS_JSON, json.dumps(results, indent=1))
@@ -614,7 +645,6 @@ def evaluate(
                     log(f"updated the model card of {path}")
     if config.video:
         make_video(replay_config(config), log=log)
-    return results
 
 
 def replay_config(config: EvaluateConfig) -> VideoConfig:

@@ -24,7 +24,7 @@ import torch
 
 from hf_ad.files import atomic_write_text
 
-SECTIONS = ("envs", "pixels", "sources", "model", "train", "rollout")
+SECTIONS = ("envs", "pixels", "sources", "model", "train", "windows", "rollout")
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = (
     "# Benchmarks\n\n"

@@ -193,7 +193,8 @@ def run() -> str:
         with tempfile.TemporaryDirectory() as tmp:
             dataset = make_dataset(Path(tmp))
             histories, metadata = load_histories(dataset)
-            columns = dataset_columns(histories)
+            # In RAM, as the AD^eps code holds its data (hf_ad's own `train()` reads the columns in place).
+            columns = {name: column.to_numpy() for name, column in dataset_columns(histories).items()}
             windows = HistoryWindows(columns, CONTEXT, num_actions=5, tasks=metadata["task_split"]["train"])
             # The baseline's windows: the same kind (inside one history), in a random order.
             starts = windows.window_starts(np.random.default_rng(0).permutation(windows.num_windows))

@@ -78,6 +78,21 @@ def test_seeded_sampling_repeats_and_greedy_ignores_the_seed(pipe):
     np.testing.assert_array_equal(actions(1, greedy=True), actions(2, greedy=True))
 
 
+def test_streams_played_in_parts_act_as_in_one_run(pipe):
+    """Each process of a launch plays a block of the streams: together they replay the whole run."""
+    tasks = TASKS * 3  # 9 streams
+    whole = pipe(tasks=tasks, num_episodes=4, seed=5).returns
+    parts = [
+        pipe(tasks=tasks[start:stop], num_episodes=4, seed=5, first_stream=start, total_streams=len(tasks))
+        for start, stop in ((0, 4), (4, 9))
+    ]
+    np.testing.assert_array_equal(np.concatenate([part.returns for part in parts]), whole)
+    assert not np.array_equal(pipe(tasks=tasks[4:], num_episodes=4, seed=5).returns, whole[4:])
+    agent = InContextAgent(pipe.model)
+    with pytest.raises(ValueError, match=r"streams \[3, 5\) are not part of a run of 4 streams"):
+        agent.reset(2, first_stream=3, total_streams=4)
+
+
 def test_prefill_equals_the_pipelines_prompt(pipe):
     prompt = {
         "observations": np.array([[4, 4], [5, 4], [5, 5]]),

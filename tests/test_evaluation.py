@@ -293,3 +293,27 @@ def test_models_of_different_envs_are_refused_before_any_rollout(tmp_path, monke
     monkeypatch.setattr("hf_ad.evaluation.evaluate_checkpoint", pytest.fail)  # no rollout may start
     with pytest.raises(ValueError, match=r"ed'.* trained on 'hf_ad/DarkRoomHard-v0'.*must play the same env"):
         evaluate(EvaluateConfig(model=[ad], ed_model=[ed], out=str(tmp_path / "out"), episodes=2, seeds=1))
+
+
+def _launched_evaluation(config: EvaluateConfig) -> None:
+    """Runs in each process `debug_launcher` forks (accelerate's state forgotten, as in a new process)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    evaluate(config)
+
+
+def test_two_processes_give_the_single_process_results(tmp_path):
+    """6 streams (2 tasks x 3 seeds) split 3 + 3 across a seed's tasks, the source's 3 seeds 2 + 1."""
+    from accelerate import debug_launcher
+
+    model = _save_model(tmp_path / "ad", 0)
+    config = dict(model=[model], episodes=12, seeds=3, source="q_learning", video=False)
+    evaluate(EvaluateConfig(out=str(tmp_path / "one"), **config))
+    debug_launcher(_launched_evaluation, args=(EvaluateConfig(out=str(tmp_path / "two"), **config),))
+    alone, together = (
+        json.loads((tmp_path / out / constants.RESULTS_JSON).read_text()) for out in ("one", "two")
+    )
+    assert together.pop("command") == alone.pop("command").replace("/one", "/two")
+    assert together == alone
+    assert together["methods"]["AD"]["std"] != [0.0] * 12  # the seeds differ: sampling was exercised

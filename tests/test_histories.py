@@ -153,7 +153,8 @@ def test_interrupted_generation_is_no_dataset_and_resumes_to_the_same_one(folder
     # Only the hidden staging folder exists: neither `datasets` nor hf_ad reads it as a dataset.
     assert [p.name for p in out.iterdir()] == [constants.STAGING_DIR]
     journal = json.loads((out / constants.STAGING_DIR / constants.HISTORIES_METADATA).read_text())
-    assert not journal["complete"] and len(journal["shards"]) == 1
+    entries = sorted((out / constants.STAGING_DIR / generate.STAGED_ENTRIES).iterdir())
+    assert not journal["complete"] and [path.stem for path in entries] == ["train-00000-of-00003"]
     with pytest.raises(FileNotFoundError, match="doesn't contain any data files"):
         load_dataset(str(out))
     with pytest.raises(ValueError, match=r"not complete; re-run .*: hf-ad generate --out"):
@@ -169,6 +170,74 @@ def test_interrupted_generation_is_no_dataset_and_resumes_to_the_same_one(folder
     assert normalise(_metadata(out)) == normalise(_metadata(folder))
     _generate(out)  # complete, intact and identical configuration: nothing to do
     assert len(calls) == 3
+
+
+def _as_a_fresh_process() -> None:
+    """Forget accelerate's process-wide state a forked process inherits (as a new process would)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+
+
+def _launched_generation(out: str, stop_at: tuple[int, int] | None) -> None:
+    """Runs in each process `debug_launcher` forks; with `stop_at=(rank, n)` that process is killed (as by
+    Ctrl-C) when it starts writing its n-th shard."""
+    _as_a_fresh_process()
+    from hf_ad.processes import current_processes
+
+    processes = current_processes()
+    assert processes.count == 2
+    if stop_at is not None and processes.index == stop_at[0]:
+        real_write, written = generate.write_shard, []
+
+        def stopping_write(path, table):
+            if len(written) == stop_at[1]:
+                raise KeyboardInterrupt(f"process {processes.index} stopped")
+            real_write(path, table)
+            written.append(path)
+
+        generate.write_shard = stopping_write
+    _generate(out)
+
+
+def _assert_same_dataset(out: Path, reference: Path) -> None:
+    for entry in _metadata(reference)["shards"]:
+        assert (out / entry["file"]).read_bytes() == (reference / entry["file"]).read_bytes()
+    normalise = lambda m: {k: v for k, v in m.items() if k != "command"}  # noqa: E731 (--out differs)
+    assert normalise(_metadata(out)) == normalise(_metadata(reference))
+    assert (out / constants.DATASET_CARD).read_text().replace(out.name, reference.name) == (
+        reference / constants.DATASET_CARD
+    ).read_text()
+    assert not (out / constants.STAGING_DIR).exists()
+
+
+def test_two_processes_write_the_single_process_dataset(folder, tmp_path):
+    from accelerate import debug_launcher
+
+    out = tmp_path / "darkroom"  # the reference's folder name: the card names it
+    debug_launcher(_launched_generation, args=(str(out), None), num_processes=2)
+    _assert_same_dataset(out, folder)
+
+
+def test_an_interrupted_two_process_generation_resumes(folder, tmp_path, monkeypatch):
+    """Process 1 (shards 1 and 3 of 4) is stopped at its second shard; a resume, here by one process,
+    writes only what is missing and ends with the single-process dataset."""
+    from accelerate import debug_launcher
+
+    out = tmp_path / "darkroom"
+    # The launcher reports whichever process it sees end first: the stopped one, or its peer losing it
+    # (whose message depends on where it was); the staged shards below show which stop it was.
+    with pytest.raises(Exception, match="terminated with the following error"):
+        debug_launcher(_launched_generation, args=(str(out), (1, 1)), num_processes=2)
+    assert [p.name for p in out.iterdir()] == [constants.STAGING_DIR]
+    staged = {p.stem for p in (out / constants.STAGING_DIR / generate.STAGED_ENTRIES).iterdir()}
+    assert "train-00001-of-00003" in staged and "test-00000-of-00001" not in staged
+    calls = _write_shard_calls(monkeypatch)
+    _generate(out)
+    assert sorted(calls) == sorted(
+        s["file"] for s in _metadata(folder)["shards"] if Path(s["file"]).stem not in staged
+    )
+    _assert_same_dataset(out, folder)
 
 
 def test_the_progress_bar_counts_the_rows_stored(tmp_path, monkeypatch):

@@ -5,8 +5,9 @@ parses (`hf-ad` lines with the subcommand's own HfArgumentParser, `accelerate la
 accelerate's, which must fill in no default it would warn about). Then the `hf-ad` lines run, in README
 order, in an empty folder: the same commands with tiny sizes appended (`TINY`; argparse keeps the last
 value of a flag), the hub mocked for `publish`. Lines run elsewhere (`COVERED_ELSEWHERE`): `hf-ad demo`
-by `make demo` and `tests/test_demo.py`; the `pip` lines and the two-process `accelerate launch` line
-by `tests/test_wheel.py`; `make` targets by CI.
+by `make demo` and `tests/test_demo.py`; the `pip` lines and the `accelerate launch ... train` lines
+by `tests/test_wheel.py`; multi-process generation and evaluation by `tests/test_histories.py` and
+`tests/test_evaluation.py` (through `accelerate.debug_launcher`); `make` targets by CI.
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ def test_training_sees_training_tasks_only(dataset_dir, tmp_path, monkeypatch):
     def recording_init(self, columns, *args, **kwargs):
         columns = dict(columns)
         held_out = metadata["task_split"]["test"][0]
-        columns[constants.TASK] = columns[constants.TASK].copy()
+        columns[constants.TASK] = columns[constants.TASK].to_numpy().copy()
         columns[constants.TASK][:120] = held_out  # the first history now claims a held-out goal
         original_init(self, columns, *args, **kwargs)
         seen_tasks.extend(map(list, self.history_tasks.tolist()))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hf_ad import constants
+from hf_ad.data.columns import ChunkedColumn
 from hf_ad.data.histories import column_to_numpy
 from hf_ad.data.windows import (
     IGNORE_INDEX,
@@ -178,8 +179,10 @@ def test_from_a_datasets_table_with_a_selection():
     dataset = datasets.Dataset.from_dict({k: v.tolist() for k, v in columns.items()}, features=features)
     subset = dataset.select(range(24, 72))  # histories 1 and 2, read through an indices mapping
     arrays = dataset_columns(subset)
-    np.testing.assert_array_equal(arrays[constants.OBSERVATION], columns[constants.OBSERVATION][24:72])
-    np.testing.assert_array_equal(arrays[constants.TASK], columns[constants.TASK][24:72])
+    np.testing.assert_array_equal(
+        arrays[constants.OBSERVATION].to_numpy(), columns[constants.OBSERVATION][24:72]
+    )
+    np.testing.assert_array_equal(arrays[constants.TASK].to_numpy(), columns[constants.TASK][24:72])
     windows = HistoryWindows.from_dataset(subset, context=8, num_actions=NUM_ACTIONS)
     assert len(windows.history_ids) == 2 and windows.num_windows == 2 * (24 - 8 + 1)
     # Nested lists (an image-like observation) flatten to (N, *shape).
@@ -207,6 +210,8 @@ def test_non_finite_rewards_and_observations_are_named():
         ValueError, match=rf"'reward' holds a NaN .* row 30 \(history {history}\).*hf-ad generate"
     ):
         HistoryWindows(columns, context=6, num_actions=NUM_ACTIONS)
+    with pytest.raises(ValueError, match=rf"'reward' holds a NaN .* row 30 \(history {history}\)"):
+        HistoryWindows(chunked(columns, [7, 1, 11, 3]), context=6, num_actions=NUM_ACTIONS)  # a later chunk
     columns = synthetic_columns()
     columns[constants.OBSERVATION] = columns[constants.OBSERVATION].astype(np.float32)
     columns[constants.OBSERVATION][11, 1] = -np.inf
@@ -235,7 +240,33 @@ def test_uint8_image_observations_stay_uint8():
         rows, 2, 2, 3
     )  # (N, H, W, C)
     windows = HistoryWindows(columns, context=8, num_actions=NUM_ACTIONS)
-    assert windows.observations is columns[constants.OBSERVATION]  # no int64 or float copy of the frames
+    (frames,) = windows.observations.chunks
+    assert frames is columns[constants.OBSERVATION]  # no int64 or float copy of the frames
     batch = windows.gather(np.array([0, 30]))
     assert batch["observations"].dtype == torch.uint8 and batch["observations"].shape == (2, 8, 2, 2, 3)
     np.testing.assert_array_equal(batch["observations"][1].numpy(), columns[constants.OBSERVATION][30:38])
+
+
+def chunked(columns: dict[str, np.ndarray], sizes: list[int]) -> dict[str, ChunkedColumn]:
+    """`columns` cut into chunks of `sizes` (cycled), like the record batches of a memory-mapped table."""
+    bounds, row = [], 0
+    while row < len(columns[constants.ACTION]):
+        row += sizes[len(bounds) % len(sizes)]
+        bounds.append(row)
+    return {name: ChunkedColumn(np.split(values, bounds[:-1])) for name, values in columns.items()}
+
+
+def test_chunked_columns_give_the_batches_of_one_array():
+    """Chunks of 1 to 11 rows: windows of 10 cross one or several chunk boundaries, one starts at row 0."""
+    columns = synthetic_columns()
+    parts = chunked(columns, [7, 1, 11, 3])
+    assert len(parts[constants.ACTION].chunks) > 30
+    for options in ({}, {"tasks": TRAIN_TASKS, "loss_lead_in": 2}):
+        whole = HistoryWindows(columns, context=10, num_actions=NUM_ACTIONS, **options)
+        windows = HistoryWindows(parts, context=10, num_actions=NUM_ACTIONS, **options)
+        every = whole.window_starts(np.arange(whole.num_windows))
+        assert windows.num_windows == whole.num_windows and 0 in every  # history 0 is on a training task
+        np.testing.assert_array_equal(windows.history_tasks, whole.history_tasks)
+        got, expected = windows.gather(every), whole.gather(every)
+        for name in expected:
+            torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)

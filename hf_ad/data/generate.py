@@ -44,6 +44,7 @@ from hf_ad.data.histories import (
     write_shard,
 )
 from hf_ad.files import TEMP_SUFFIX, atomic_write_json, replace_folder
+from hf_ad.processes import Processes, current_processes
 from hf_ad.recipes import RECIPES, DatasetDefaults
 from hf_ad.sources import SOURCE_NAMES, SOURCES, EpisodeBlock, LearnFn, SourceConfig
 from hf_ad.sources.base import check_lock_step
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 TASK_SETS = ("train", "test", "all")
 ALWAYS_RECORDED = ("env", "source", "out", "tasks")  # flags every recorded command spells out
+STAGED_ENTRIES = "shards"  # under the staging folder: one metadata entry per staged shard
 
 
 # Each env's default dataset is part of its recipe (`hf_ad.recipes`, where the choices are explained).
@@ -427,58 +429,96 @@ def generate_histories(
 ) -> Path:
     """Generate, resume or repair a histories dataset folder; returns the folder once complete.
 
-    Shards are written under the hidden staging folder `constants.STAGING_DIR` with a journal of the
-    finished ones, and move to `data/` only when all are written, so an unfinished folder never reads
-    as a dataset (`datasets` skips hidden paths). A re-run resumes from the staged shards that pass
-    their checksums; on a complete dataset it checks every shard (`shard_problem(verify=True)`) and
-    regenerates exactly the damaged ones, which come back byte for byte (each shard is a pure function
-    of its plan).
+    Shards are written under the hidden staging folder `constants.STAGING_DIR`, each with its metadata
+    entry beside it (`STAGED_ENTRIES`), and move to `data/` only when all are written, so an unfinished
+    folder never reads as a dataset (`datasets` skips hidden paths). A re-run resumes from the staged
+    shards that pass their checksums; on a complete dataset it checks every shard
+    (`shard_problem(verify=True)`) and regenerates exactly the damaged ones, which come back byte for byte
+    (each shard is a pure function of its plan).
+
+    Under `accelerate launch` (`hf_ad.processes`) every process writes its share of the shards (round-robin
+    over the plans); the main process alone checks the folder first and, after a barrier, writes the
+    metadata and the card, so the dataset is the one a single process writes, whatever the number of
+    processes, and a resume may use another number. Outside a launch no accelerate state is created.
 
     Args:
         config: what to generate and where.
         source_config: the source's config (an instance of `SOURCES[config.source_name][1]`);
             defaults to that class with the env's default sizes (`DEFAULTS`).
-        progress: show a tqdm progress bar over the rows stored.
+        progress: show a tqdm progress bar over the rows stored (the main process's share).
 
     Raises:
         ValueError: the folder is not empty and no histories dataset, holds a dataset of another
             configuration (without `overwrite`) or foreign shards, the source produced NaN/inf, or a
-            regenerated shard does not reproduce its recorded checksum.
+            regenerated shard does not reproduce its recorded checksum (on every process).
     """
     generation = Generation.prepare(config, source_config)
     folder = Path(config.out)
-    existing = _existing_generation(folder, generation.identity, config.overwrite)
-    if (folder / constants.HISTORIES_METADATA).is_file() and existing is not None:
-        _repair_damaged_shards(folder, existing, generation, progress)
-    elif existing is not None and existing["complete"]:
-        _move_into_place(folder, existing)  # interrupted while moving into place
+    processes = current_processes()
+    step = processes.on_main(lambda: _next_step(folder, generation))
+    if step == REPAIR:
+        processes.on_main(lambda: _repair_damaged_shards(folder, generation, progress))
+    elif step == MOVE:
+        processes.on_main(lambda: _move_into_place(folder, read_json(_journal(folder))))
     else:
-        _generate_staged(folder, existing, generation, progress)
+        processes.together(lambda: _stage_shards(folder, generation, processes, progress))
+        processes.on_main(lambda: _move_into_place(folder, _staged_metadata(folder, generation)))
     return folder
 
 
-def _generate_staged(folder: Path, journal: dict | None, generation: Generation, progress: bool) -> None:
-    """Write every shard not already staged (and intact) under the staging folder; then move into place."""
+REPAIR, MOVE, STAGE = "repair", "move into place", "stage"  # what a run of `generate_histories` does
+
+
+def _next_step(folder: Path, generation: Generation) -> str:
+    """Check the folder and decide what this run does (the main process only): repair a complete dataset,
+    move a fully staged one into place, or stage the missing shards (after writing the journal)."""
+    existing = _existing_generation(folder, generation.identity, generation.config.overwrite)
+    if (folder / constants.HISTORIES_METADATA).is_file() and existing is not None:
+        return REPAIR
+    if existing is not None and existing["complete"]:
+        return MOVE  # interrupted while moving into place
     staging = folder / constants.STAGING_DIR
     _remove_temporaries(staging / constants.DATA_DIR)
+    for entry in (existing or {}).get("shards", []):  # an older hf_ad's journal listed them itself
+        if not _entry_path(folder, entry["file"]).is_file():
+            atomic_write_json(_entry_path(folder, entry["file"]), entry)
+    atomic_write_json(_journal(folder), generation.new_metadata())  # what a resume reads
+    return STAGE
+
+
+def _journal(folder: Path) -> Path:
+    return folder / constants.STAGING_DIR / constants.HISTORIES_METADATA
+
+
+def _entry_path(folder: Path, shard_file: str) -> Path:
+    """Where a staged shard's metadata entry is kept (one file per shard: processes never share a file)."""
+    return folder / constants.STAGING_DIR / STAGED_ENTRIES / f"{Path(shard_file).stem}.json"
+
+
+def _stage_shards(folder: Path, generation: Generation, processes: Processes, progress: bool) -> None:
+    """Write this process's shards that are not already staged (and intact), each with its entry."""
+    staging = folder / constants.STAGING_DIR
     schema = generation.features.arrow_schema
-    staged = {
-        entry["file"]: entry
-        for entry in (journal or {}).get("shards", [])
-        if shard_problem(staging / entry["file"], entry, schema, verify=True) is None
-    }
+    plans = processes.share(generation.plans)
+    with generation.progress_bar(plans, progress and processes.is_main) as bar:
+        for plan in plans:
+            entry_path = _entry_path(folder, plan.file)
+            if entry_path.is_file():
+                entry = read_json(entry_path)
+                if shard_problem(staging / plan.file, entry, schema, verify=True) is None:
+                    bar.update(generation.stored_rows([plan]))
+                    continue
+                entry_path.unlink()
+            entry = generation.write_shard(staging / plan.file, plan, bar)
+            atomic_write_json(entry_path, entry)
+
+
+def _staged_metadata(folder: Path, generation: Generation) -> dict:
+    """The complete metadata of a generation whose every shard is staged with its entry."""
     metadata = generation.new_metadata()
-    atomic_write_json(staging / constants.HISTORIES_METADATA, metadata)  # the journal a resume reads
-    with generation.progress_bar(generation.plans, progress) as bar:
-        for plan in generation.plans:
-            if plan.file in staged:
-                metadata["shards"].append(staged[plan.file])
-                bar.update(generation.stored_rows([plan]))
-                continue
-            metadata["shards"].append(generation.write_shard(staging / plan.file, plan, bar))
-            atomic_write_json(staging / constants.HISTORIES_METADATA, metadata)
+    metadata["shards"] = [read_json(_entry_path(folder, plan.file)) for plan in generation.plans]
     generation.complete(metadata)
-    _move_into_place(folder, metadata)
+    return metadata
 
 
 def _move_into_place(folder: Path, metadata: dict) -> None:
@@ -495,13 +535,14 @@ def _move_into_place(folder: Path, metadata: dict) -> None:
     shutil.rmtree(staging)
 
 
-def _repair_damaged_shards(folder: Path, metadata: dict, generation: Generation, progress: bool) -> None:
+def _repair_damaged_shards(folder: Path, generation: Generation, progress: bool) -> None:
     """Check every shard of a complete dataset in full and regenerate exactly the damaged ones.
 
     Raises:
         ValueError: `data/` holds foreign shards, or a regenerated shard's sha256 differs from the
             recorded one (this machine or its library versions do not reproduce the dataset).
     """
+    metadata = read_json(folder / constants.HISTORIES_METADATA)
     shutil.rmtree(folder / constants.STAGING_DIR, ignore_errors=True)  # a stop after the move left it
     _remove_temporaries(folder / constants.DATA_DIR)
     foreign = foreign_shards(folder, metadata)

@@ -25,9 +25,12 @@ streaming start the same way and every position is exact. The default (no lead-i
 truncated context is what the rollout itself has during its first episodes, and it doubles the
 labels per step at no extra compute.
 
-Everything is built from whole Arrow columns as numpy arrays (no per-row Python): history start
-offsets are computed once, a batch is a set of window start rows drawn from a seeded numpy
-Generator, and gathering is one fancy-indexing operation per column. `RandomWindowBatches` derives
+Columns are read in place (`hf_ad.data.columns.ChunkedColumn`): the numpy views of a memory-mapped
+Arrow table's chunks, never one in-RAM copy per column, so histories larger than RAM train; the
+construction passes over them one chunk at a time (history starts, action range, NaN/inf), and only
+arrays per history stay in RAM. A batch is a set of window start rows drawn from a seeded numpy
+Generator; gathering reads `context + 1` rows per window and column (the row before a window gives its
+first previous action and reward) and needs no shifted copy of any column. `RandomWindowBatches` derives
 the Generator of batch b from `(seed, rank, b)` alone, so a run resumed at batch b draws exactly the
 batches the uninterrupted run would have drawn.
 """
@@ -42,7 +45,8 @@ import numpy as np
 import torch
 
 from hf_ad import constants
-from hf_ad.data.histories import column_to_numpy, non_finite_problem
+from hf_ad.data.columns import ChunkedColumn, run_starts
+from hf_ad.data.histories import FINITE_COLUMNS, first_non_finite
 
 IGNORE_INDEX = -100  # label value ignored by the loss (torch cross-entropy's default)
 WINDOW_COLUMNS = (
@@ -54,39 +58,46 @@ WINDOW_COLUMNS = (
 )
 
 
-def dataset_columns(dataset, columns: Sequence[str] = WINDOW_COLUMNS) -> dict[str, np.ndarray]:
-    """Columns of a `datasets.Dataset` as numpy arrays, read straight from its Arrow table.
+def dataset_columns(dataset, columns: Sequence[str] = WINDOW_COLUMNS) -> dict[str, ChunkedColumn]:
+    """Columns of a `datasets.Dataset`, read in place from its (memory-mapped) Arrow table.
 
     `with_format("arrow")[:]` applies any selection or shuffle of the dataset and is zero-copy
-    otherwise.
+    otherwise; each chunk becomes a numpy view (`ChunkedColumn`), never joined into one copy.
     """
     missing = [name for name in columns if name not in dataset.column_names]
     if missing:
         raise ValueError(f"dataset lacks the columns {missing}; it has {dataset.column_names}")
     table = dataset.with_format("arrow")[:]
-    return {name: column_to_numpy(table.column(name)) for name in columns}
+    return {name: ChunkedColumn.of(table.column(name)) for name in columns}
 
 
-def _refuse_non_finite(history_id: np.ndarray, rewards: np.ndarray, observations: np.ndarray) -> None:
+def _refuse_non_finite(columns: dict[str, ChunkedColumn]) -> None:
     """Raise before a NaN or infinite reward or observation can reach the model as NaN logits."""
-    columns = {
-        constants.HISTORY_ID: history_id,
-        constants.REWARD: rewards,
-        constants.OBSERVATION: observations,
-    }
-    problem = non_finite_problem(columns)
-    if problem is not None:
-        raise ValueError(
-            f"the histories are damaged: {problem}; check the dataset with "
-            "`hf_ad.data.validate_histories(folder, verify=True)` and regenerate it with `hf-ad generate`"
-        )
+    for name in FINITE_COLUMNS:
+        for offset, chunk in columns[name].iter_chunks():
+            row = first_non_finite(chunk)
+            if row is not None:
+                history = int(columns[constants.HISTORY_ID].take(np.array(offset + row)))
+                raise ValueError(
+                    f"the histories are damaged: column {name!r} holds a NaN or infinite value at row "
+                    f"{offset + row} (history {history}); check the dataset with "
+                    "`hf_ad.data.validate_histories(folder, verify=True)` and regenerate it with "
+                    "`hf-ad generate`"
+                )
+
+
+def _action_range(actions: ChunkedColumn) -> tuple[int, int]:
+    """The smallest and largest action, one chunk at a time."""
+    ranges = [(int(chunk.min()), int(chunk.max())) for _, chunk in actions.iter_chunks() if len(chunk)]
+    return min(low for low, _ in ranges), max(high for _, high in ranges)
 
 
 class HistoryWindows:
     """Every window of `context` consecutive transitions inside one learning history.
 
     Args:
-        columns: numpy arrays, one row per transition, keyed by the names in `WINDOW_COLUMNS`:
+        columns: numpy arrays or `ChunkedColumn`s (read in place), one row per transition, keyed by the
+            names in `WINDOW_COLUMNS`:
             `history_id (N,)`, `task (N, K)`, `observation (N, *obs_shape)`, `action (N,)`,
             `reward (N,)`. Rows of one history must be contiguous and in time order.
         context: transitions per window.
@@ -104,7 +115,7 @@ class HistoryWindows:
 
     def __init__(
         self,
-        columns: dict[str, np.ndarray],
+        columns: dict[str, np.ndarray | ChunkedColumn],
         context: int,
         num_actions: int,
         tasks: Sequence[Sequence[Any]] | None = None,
@@ -120,54 +131,47 @@ class HistoryWindows:
         self.num_actions = int(num_actions)
         self.loss_lead_in = loss_lead_in
 
-        history_id = np.asarray(columns[constants.HISTORY_ID])
-        actions = np.asarray(columns[constants.ACTION], dtype=np.int64)
-        if len(actions) and (actions.min() < 0 or actions.max() >= self.num_actions):
-            raise ValueError(
-                f"dataset actions span [{actions.min()}, {actions.max()}] but the model has num_actions="
-                f"{self.num_actions} (allowed: 0 to {self.num_actions - 1})"
-            )
-        observations = np.asarray(columns[constants.OBSERVATION])
-        if observations.dtype.kind == "f":
-            observations = observations.astype(np.float32, copy=False)
-        elif observations.dtype != np.uint8 and observations.dtype.kind in "iub":
-            observations = observations.astype(np.int64, copy=False)
-        # uint8 (images) stay uint8, the model scales them: an int64 or float copy of a history of frames
-        # would take 8 or 4 times the memory of the (memory-mapped) column.
-        rewards = np.asarray(columns[constants.REWARD], dtype=np.float32)
-        _refuse_non_finite(history_id, rewards, observations)
-        task = np.asarray(columns[constants.TASK])
-        task = task.reshape(len(task), -1)  # (N, K)
-
-        # History runs: rows of one history are contiguous, so a history starts where the id changes.
+        columns = {name: ChunkedColumn.of(columns[name]) for name in WINDOW_COLUMNS}
+        history_id, task = columns[constants.HISTORY_ID], columns[constants.TASK]
         if len(history_id) == 0:
             raise ValueError("the dataset holds no transition")
-        first_rows = np.flatnonzero(np.r_[True, history_id[1:] != history_id[:-1]])  # (H,)
-        if len(np.unique(history_id[first_rows])) != len(first_rows):
-            num_ids = len(np.unique(history_id))
+        low, high = _action_range(columns[constants.ACTION])
+        if low < 0 or high >= self.num_actions:
             raise ValueError(
-                f"rows of a learning history must be contiguous, but the {num_ids} history ids come in "
+                f"dataset actions span [{low}, {high}] but the model has num_actions="
+                f"{self.num_actions} (allowed: 0 to {self.num_actions - 1})"
+            )
+        _refuse_non_finite(columns)
+        self.observations = columns[constants.OBSERVATION]  # (N, *obs_shape), read in place
+        self.actions = columns[constants.ACTION]  # (N,)
+        self.rewards = columns[constants.REWARD]  # (N,)
+        # Batches are cast, never the column: uint8 frames stay uint8 (the model scales them), as an int64
+        # or float copy of a history of frames would take 8 or 4 times the memory of the column.
+        kind = self.observations.dtype.kind
+        self.observation_dtype = (
+            np.float32
+            if kind == "f"
+            else self.observations.dtype
+            if self.observations.dtype == np.uint8
+            else np.int64
+        )
+
+        # History runs: rows of one history are contiguous, so a history starts where the id changes.
+        first_rows = run_starts(history_id)  # (H,)
+        if len(np.unique(history_id.take(first_rows))) != len(first_rows):
+            raise ValueError(
+                f"rows of a learning history must be contiguous, but the history ids come in "
                 f"{len(first_rows)} separate runs of rows"
             )
         lengths = np.diff(np.r_[first_rows, len(history_id)])
 
-        # Shifted inputs over the whole table, once: a_{t-1} and r_{t-1}, reset at each history start.
-        self.observations = observations  # (N, *obs_shape)
-        self.actions = actions  # (N,)
-        self.prev_actions = np.r_[np.int64(self.num_actions), actions[:-1]].astype(np.int64)  # (N,)
-        self.prev_actions[first_rows] = self.num_actions
-        self.prev_rewards = np.r_[np.float32(0), rewards[:-1]].astype(np.float32)  # (N,)
-        self.prev_rewards[first_rows] = 0.0
-        self.is_history_start = np.zeros(len(actions), dtype=bool)  # (N,)
-        self.is_history_start[first_rows] = True
-
-        history_tasks = task[first_rows]  # (H, K)
+        history_tasks = task.take(first_rows).reshape(len(first_rows), -1)  # (H, K)
         keep = np.ones(len(first_rows), dtype=bool)
         if tasks is not None:
             wanted = np.asarray([list(t) for t in tasks], dtype=task.dtype).reshape(len(tasks), -1)  # (M, K)
-            if wanted.shape[1] != task.shape[1]:
+            if wanted.shape[1] != history_tasks.shape[1]:
                 raise ValueError(
-                    f"tasks have {wanted.shape[1]} entries each, the dataset's have {task.shape[1]}"
+                    f"tasks have {wanted.shape[1]} entries each, the dataset's have {history_tasks.shape[1]}"
                 )
             keep = (history_tasks[:, None, :] == wanted[None, :, :]).all(-1).any(-1)  # (H,)
             if not keep.any():
@@ -176,7 +180,7 @@ class HistoryWindows:
                     f"(first requested: {wanted[0].tolist()}; first in the data: "
                     f"{history_tasks[0].tolist() if len(history_tasks) else None})"
                 )
-        self.history_ids = history_id[first_rows][keep]  # (H,)
+        self.history_ids = history_id.take(first_rows)[keep]  # (H,)
         self.history_tasks = history_tasks[keep]  # (H, K)
         self.history_first_rows = first_rows[keep]  # (H,)
         self.history_lengths = lengths[keep]  # (H,)
@@ -191,7 +195,6 @@ class HistoryWindows:
         windows_per_history = self.history_lengths - context + 1  # (H,)
         self._window_ends = np.cumsum(windows_per_history)  # (H,)
         self._window_begins = self._window_ends - windows_per_history  # (H,)
-        self._positions = np.arange(context, dtype=np.int64)  # (T,)
 
     @classmethod
     def from_dataset(
@@ -212,7 +215,7 @@ class HistoryWindows:
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
-        return tuple(self.observations.shape[1:])
+        return self.observations.row_shape
 
     def window_starts(self, window_indices: np.ndarray) -> np.ndarray:
         """First row of each window, for indices in `[0, num_windows)`."""
@@ -236,15 +239,26 @@ class HistoryWindows:
             float32 and `labels (B, T)` int64.
         """
         starts = np.asarray(starts, dtype=np.int64)  # (B,)
-        rows = starts[:, None] + self._positions[None, :]  # (B, T)
-        labels = self.actions[rows]  # (B, T)
+        at_history_start = self.history_first_rows[self.history_of(starts)] == starts  # (B,)
+        # Rows start - 1 .. start + T - 1 (start .. start + T at row 0): the row before a window carries
+        # its first a_{t-1} and r_{t-1}; a window never crosses a history, so only its first position can
+        # begin one.
+        before = np.maximum(starts - 1, 0)  # (B,)
+        actions = self.actions.runs(before, self.context + 1).astype(np.int64, copy=False)  # (B, T + 1)
+        rewards = self.rewards.runs(before, self.context + 1).astype(np.float32, copy=False)  # (B, T + 1)
+        own = (starts - before)[:, None] + np.arange(self.context)  # (B, T) positions of the window's rows
+        labels = np.take_along_axis(actions, own, axis=1)  # (B, T) a_t
+        prev_actions = np.take_along_axis(actions, own - 1, axis=1)  # (B, T) a_{t-1}
+        prev_rewards = np.take_along_axis(rewards, own - 1, axis=1)  # (B, T) r_{t-1}
+        prev_actions[at_history_start, 0] = self.num_actions  # "no previous action"
+        prev_rewards[at_history_start, 0] = 0.0
+        observations = self.observations.runs(starts, self.context)  # (B, T, *obs_shape)
         if self.loss_lead_in:
-            lead_in = ~self.is_history_start[starts]  # (B,) windows that start mid-history
-            labels[lead_in, : self.loss_lead_in] = IGNORE_INDEX
+            labels[~at_history_start, : self.loss_lead_in] = IGNORE_INDEX  # windows that start mid-history
         return {
-            "observations": torch.from_numpy(self.observations[rows]),  # (B, T, *obs_shape)
-            "prev_actions": torch.from_numpy(self.prev_actions[rows]),  # (B, T)
-            "prev_rewards": torch.from_numpy(self.prev_rewards[rows]),  # (B, T)
+            "observations": torch.from_numpy(observations.astype(self.observation_dtype, copy=False)),
+            "prev_actions": torch.from_numpy(prev_actions),  # (B, T)
+            "prev_rewards": torch.from_numpy(prev_rewards),  # (B, T)
             "labels": torch.from_numpy(labels),  # (B, T)
         }
 

@@ -260,6 +260,8 @@ def rollout(
     return_trajectories: bool = False,
     max_episode_steps: int | None = None,
     progress: bool = False,
+    first_stream: int = 0,
+    total_streams: int | None = None,
 ) -> tuple[np.ndarray, Trajectories | None]:
     """Play `num_episodes` episodes in every sub-env of `env`, an `InContextAgent` acting in context.
 
@@ -276,6 +278,10 @@ def rollout(
         max_episode_steps: the most steps an episode may last before the rollout stops with an error
             (an env that never ends an episode would run forever); default `episode_step_limit(env, config)`.
         progress: show a tqdm bar over the episodes (those every sub-env has finished).
+        first_stream, total_streams: the sub-envs are streams `[first_stream, first_stream + B)` of a run of
+            `total_streams` that other processes share: the env resets with `seed + first_stream` (sub-env i
+            as stream `first_stream + i`) and the agent samples as for the whole run (`InContextAgent.reset`),
+            so the returns are those rows of the whole run's.
 
     Returns:
         `(returns, trajectories)`: `(B, num_episodes)` float64 returns and the trajectories or `None`.
@@ -283,7 +289,7 @@ def rollout(
     agent = InContextAgent(
         model, seed=seed, greedy=not sample, use_cache=use_cache, context_length=context_length
     )
-    agent.reset(env.num_envs)
+    agent.reset(env.num_envs, first_stream=first_stream, total_streams=total_streams)
     if prompt is not None:
         agent.prefill(prompt)
     limit = max_episode_steps or episode_step_limit(env, model.config)
@@ -293,7 +299,7 @@ def rollout(
     record: list[tuple[np.ndarray, ...]] = []
 
     next_step = autoreset_mode(env) == AutoresetMode.NEXT_STEP
-    obs, _ = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed + first_stream)
     with tqdm(total=num_episodes, unit="episode", desc="in-context RL", disable=not progress) as bar:
         while agent.episodes.min() < num_episodes:
             episode = agent.episodes.copy()
@@ -361,6 +367,8 @@ class InContextRLPipeline(Pipeline):
             more without its env ending the episode stops the rollout with an error (an env without a time
             limit would run forever). Default: the envs' `spec.max_episode_steps`, else the model's env's.
         progress (`bool`, defaults to `False`): show a tqdm bar over the episodes.
+        first_stream, total_streams (`int`, *optional*): the tasks are streams `[first_stream, first_stream
+            + len(tasks))` of a run of `total_streams` that several processes share (see `rollout`).
 
     Returns:
         `RolloutResult`.
@@ -407,6 +415,8 @@ class InContextRLPipeline(Pipeline):
         context_length: int | None = None,
         max_episode_steps: int | None = None,
         progress: bool | None = None,
+        first_stream: int | None = None,
+        total_streams: int | None = None,
     ):
         preprocess, forward, postprocess = {}, {}, {}
         if prompt is not None:
@@ -421,6 +431,8 @@ class InContextRLPipeline(Pipeline):
             ("context_length", context_length),
             ("max_episode_steps", max_episode_steps),
             ("progress", progress),
+            ("first_stream", first_stream),
+            ("total_streams", total_streams),
         ):
             if value is not None:
                 forward[name] = value
@@ -482,6 +494,8 @@ class InContextRLPipeline(Pipeline):
         context_length: int | None = None,
         max_episode_steps: int | None = None,
         progress: bool = False,
+        first_stream: int = 0,
+        total_streams: int | None = None,
     ) -> dict:
         if (
             isinstance(num_episodes, bool)
@@ -503,6 +517,8 @@ class InContextRLPipeline(Pipeline):
                 return_trajectories=return_trajectories,
                 max_episode_steps=max_episode_steps,
                 progress=progress,
+                first_stream=first_stream,
+                total_streams=total_streams,
             )
         finally:
             if inputs["owns_env"]:  # user-provided envs stay open: they are the user's

@@ -221,15 +221,34 @@ class InContextAgent:
         discrete = self.config.observation_type in ("discrete", "multi_discrete")
         return torch.long if discrete else self.model.dtype
 
-    def reset(self, num_streams: int = 1, seed: int | None = None) -> None:
+    def reset(
+        self,
+        num_streams: int = 1,
+        seed: int | None = None,
+        first_stream: int = 0,
+        total_streams: int | None = None,
+    ) -> None:
         """Start `num_streams` empty contexts (a new task or a new run); `seed` re-seeds the sampling.
 
         Not called between episodes of one run: the context runs on across episode resets.
+
+        `first_stream`, `total_streams`: these are streams `[first_stream, first_stream + num_streams)` of a
+        run of `total_streams` whose other streams another process plays (`hf-ad evaluate` under
+        `accelerate launch`). The sampling then draws for the whole run and keeps these streams' draws, so
+        each stream acts exactly as in one process playing them all (on the CPU, where a row's logits and
+        its draw do not depend on the other rows: `tests/test_evaluation.py` checks it).
         """
         if isinstance(num_streams, bool) or not isinstance(num_streams, int | np.integer) or num_streams < 1:
             raise ValueError(f"num_streams must be a positive integer, got {num_streams!r}")
+        total_streams = num_streams if total_streams is None else total_streams
+        if first_stream < 0 or first_stream + num_streams > total_streams:
+            raise ValueError(
+                f"streams [{first_stream}, {first_stream + num_streams}) are not part of a run of "
+                f"{total_streams} streams: pass 0 <= first_stream <= total_streams - num_streams"
+            )
         if seed is not None:
             self.generator.manual_seed(seed)
+        self.first_stream, self.total_streams = int(first_stream), int(total_streams)
         self.num_streams = int(num_streams)
         self.episodes = np.zeros(self.num_streams, dtype=np.int64)  # episodes ended per stream
         self.cache = self.model.new_cache() if self.use_cache else None
@@ -313,9 +332,21 @@ class InContextAgent:
             action = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
         else:
             probs = torch.softmax(logits.float(), dim=-1)  # (B, A)
-            action = torch.multinomial(probs, 1, generator=self.generator)  # (B, 1)
+            action = self._sample(probs)  # (B, 1)
         self._pending_action = action
         return action.view(-1).cpu().numpy()
+
+    def _sample(self, probs: torch.Tensor) -> torch.Tensor:
+        """One action per stream from `probs (B, A)`, drawn as in a run of `total_streams` streams (the other
+        processes' streams get uniform rows, whose draws are thrown away): `(B, 1)`."""
+        if self.total_streams == self.num_streams:
+            return torch.multinomial(probs, 1, generator=self.generator)  # (B, 1)
+        run_probs = torch.full(
+            (self.total_streams, probs.shape[1]), 1 / probs.shape[1], dtype=probs.dtype, device=probs.device
+        )  # (total, A)
+        these = slice(self.first_stream, self.first_stream + self.num_streams)
+        run_probs[these] = probs
+        return torch.multinomial(run_probs, 1, generator=self.generator)[these]  # (B, 1)
 
     def observe(self, rewards, episode_ended=None) -> None:
         """Record the outcome of the last `act`: the reward of every stream, and which episodes ended.
