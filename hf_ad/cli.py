@@ -26,6 +26,7 @@ from hf_ad.data.generate import generate_histories, parse_generate_args
 from hf_ad.data.histories import validate_histories
 from hf_ad.demo import DemoConfig, run_demo
 from hf_ad.evaluation import EvaluateConfig, evaluate, summary_lines
+from hf_ad.experiments import EXPERIMENTS, ExperimentConfig, experiment_summary, run_experiment
 from hf_ad.training import TrainConfig, run_command, train
 from hf_ad.video import VideoConfig, make_video
 
@@ -145,6 +146,24 @@ def evaluate_command(argv: list[str]) -> int:
     results = evaluate(config, progress=True)
     print("\n".join(summary_lines(results)))
     push.push("evaluation", Path(config.out))
+    return 0
+
+
+@command("experiment", "an evaluation-only experiment (heuristic, goal-switch, ...): results.json and a plot")
+def experiment_command(argv: list[str]) -> int:
+    """`hf-ad experiment NAME [--flags]`: `hf_ad.experiments.EXPERIMENTS[NAME]` with an `ExperimentConfig`."""
+    names = sorted(EXPERIMENTS)
+    if not argv or argv[0].startswith("-"):
+        if argv and argv[0] in ("-h", "--help"):
+            print(f"usage: hf-ad experiment {{{','.join(names)}}} [--help] [ARGS...]")
+            return 0
+        raise ValueError(f"name the experiment first: hf-ad experiment NAME [ARGS...], NAME one of {names}")
+    name = argv[0]
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; expected one of {names}")
+    config = parse_dataclass(ExperimentConfig, argv[1:], prog=f"hf-ad experiment {name}")
+    results = run_experiment(name, config)
+    print("\n".join(experiment_summary(results)))
     return 0
 
 
