@@ -7,8 +7,9 @@ put), that the agent restarts each episode at the same cell, and that the goal i
 stood on. It never sees the goal.
 
 Per stream:
-- *exploring*: it remembers every cell it has stood on in this task (across episodes: the goal is
-  invisible, so a visited cell that paid nothing is ruled out) and walks to the nearest unvisited cell
+- *exploring*: it remembers every cell it has moved onto in this task (across episodes: the goal is
+  invisible and pays when moved onto, so such a cell that paid nothing is ruled out; the start cell is
+  tested by a no-op) and walks to the nearest untested cell
   (Manhattan distance, which is the path length in an open room; ties broken at random by the seeded
   generator), along x first, then y (`hf_ad.envs.greedy_action`). Once every cell is visited without a
   reward (possible only with stochastic rewards) it forgets them and sweeps again;
@@ -85,7 +86,6 @@ class ExploreThenStay:
                 f"observations must have shape ({self.num_streams}, 2) (x, y), got {observations.shape}"
             )
         cell = observations[:, 1] * self.size + observations[:, 0]  # (B,)
-        self.visited[np.arange(self.num_streams), cell] = True
         self.visited[self.visited.all(axis=1)] = False  # swept everything without a reward: sweep again
         target = np.where(self.goal >= 0, self.goal, self._nearest_unvisited(observations))  # (B,)
         target_xy = self._coordinates[target]  # (B, 2)

@@ -153,10 +153,10 @@ def evaluate_command(argv: list[str]) -> int:
 def experiment_command(argv: list[str]) -> int:
     """`hf-ad experiment NAME [--flags]`: `hf_ad.experiments.EXPERIMENTS[NAME]` with an `ExperimentConfig`."""
     names = sorted(EXPERIMENTS)
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"hf-ad experiment NAME [ARGS...], NAME one of {names}; ARGS (not every one applies to each):")
+        parse_dataclass(ExperimentConfig, argv, prog="hf-ad experiment NAME")  # prints the flags and exits
     if not argv or argv[0].startswith("-"):
-        if argv and argv[0] in ("-h", "--help"):
-            print(f"usage: hf-ad experiment {{{','.join(names)}}} [--help] [ARGS...]")
-            return 0
         raise ValueError(f"name the experiment first: hf-ad experiment NAME [ARGS...], NAME one of {names}")
     name = argv[0]
     if name not in EXPERIMENTS:

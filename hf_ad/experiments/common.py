@@ -27,7 +27,7 @@ from hf_ad.baselines import ExploreThenStay
 from hf_ad.command_line import command_line
 from hf_ad.data.generate import DEFAULTS
 from hf_ad.demo import shipped_checkpoint
-from hf_ad.envs import make_vector_env, optimal_return
+from hf_ad.envs import make_vector_env, optimal_return, random_return
 from hf_ad.evaluation import curve_stats, runs_from_returns, source_run_config
 from hf_ad.files import atomic_write_json
 from hf_ad.plotting import Band, Level, save_band_plot
@@ -130,6 +130,11 @@ class Setting:
         """Mean optimal return of one episode over `tasks` (default: the held-out tasks)."""
         kwargs = {**self.env_kwargs, **env_kwargs}
         return float(np.mean([optimal_return(self.env_id, task, **kwargs) for task in tasks or self.tasks]))
+
+    def random(self, **env_kwargs) -> float:
+        """Mean expected return of one episode of the uniformly random policy over the held-out tasks."""
+        kwargs = {**self.env_kwargs, **env_kwargs}
+        return float(np.mean([random_return(self.env_id, task, **kwargs) for task in self.tasks]))
 
 
 def setting(config: ExperimentConfig) -> Setting:

@@ -62,5 +62,10 @@ def run(config: ExperimentConfig, command: str) -> dict:
         f"Goal pays with probability {config.reward_prob:g}: held-out goals, {config.seeds} seeds",
         oracle,
     )
-    results = {"reward_prob": config.reward_prob, "oracle": oracle, "methods": methods}
+    results = {
+        "reward_prob": config.reward_prob,
+        "oracle": oracle,
+        "random": held_out.random(**noisy),
+        "methods": methods,
+    }
     return finish(NAME, command, config, held_out, results)
