@@ -99,6 +99,9 @@ def test_bad_settings_and_names_are_one_line_errors(tmp_path, capsys):
     for bad in ({"seeds": 0}, {"episodes": -1}, {"reward_prob": 0.0}, {"switch_episode": True}):
         with pytest.raises(ValueError):
             ExperimentConfig(**bad)
+    bandit = ["experiment", "heuristic", "--model", "pretrained/ad-bandit", "--out", str(tmp_path)]
+    assert cli.main(bandit) == 2
+    assert "plays hf_ad/Bandit-v0; these experiments" in capsys.readouterr().err
     assert cli.main(["experiment", "no-such", "--out", str(tmp_path)]) == 2
     assert "unknown experiment 'no-such'" in capsys.readouterr().err
     assert cli.main(["experiment", "--seeds", "2"]) == 2

@@ -13,7 +13,6 @@ seeded with `seed`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from transformers import AutoConfig
 from hf_ad.agent import InContextAgent
 from hf_ad.baselines import ExploreThenStay
 from hf_ad.command_line import command_line
+from hf_ad.constants import DARK_ROOM, DARK_ROOM_HARD
 from hf_ad.data.generate import DEFAULTS
 from hf_ad.demo import shipped_checkpoint
 from hf_ad.envs import make_vector_env, optimal_return, random_return
@@ -34,11 +34,10 @@ from hf_ad.plotting import Band, Level, save_band_plot
 from hf_ad.sources import SOURCES
 from hf_ad.sources.base import EpisodeBlock
 
-logger = logging.getLogger(__name__)
-
 EXPERIMENT_PROGRAM = "hf-ad experiment"
 RESULTS_FILE = "results.json"
 SOURCE = "q_learning"
+GOAL_ROOMS = (DARK_ROOM, DARK_ROOM_HARD)  # the envs the experiments apply to: one invisible goal cell
 
 
 @dataclass
@@ -140,6 +139,11 @@ class Setting:
 def setting(config: ExperimentConfig) -> Setting:
     """The checkpoint's env (id, kwargs) and its first `num_tasks` held-out tasks."""
     model_config = AutoConfig.from_pretrained(config.model)
+    if model_config.env_id not in GOAL_ROOMS:
+        raise ValueError(
+            f"--model {config.model!r} plays {model_config.env_id}; these experiments (the heuristic "
+            f"baseline, moving goals, reward_prob) need a checkpoint of {list(GOAL_ROOMS)}"
+        )
     tasks = [tuple(task) for task in model_config.test_tasks][: config.num_tasks]
     if not tasks:
         raise ValueError(f"--model {config.model!r} records no held-out tasks (test_tasks) in its config")
