@@ -26,6 +26,7 @@ from hf_ad.data.generate import generate_histories, parse_generate_args
 from hf_ad.data.histories import validate_histories
 from hf_ad.demo import DemoConfig, run_demo
 from hf_ad.evaluation import EvaluateConfig, evaluate, summary_lines
+from hf_ad.experiments import EXPERIMENTS, ExperimentConfig, experiment_summary, run_experiment
 from hf_ad.processes import current_processes
 from hf_ad.training import TrainConfig, run_command, train
 from hf_ad.video import VideoConfig, make_video
@@ -148,6 +149,24 @@ def evaluate_command(argv: list[str]) -> int:
     if current_processes().is_main:  # once, not once per process of `accelerate launch`
         print("\n".join(summary_lines(results)))
         push.push("evaluation", Path(config.out))
+    return 0
+
+
+@command("experiment", "an evaluation-only experiment (heuristic, goal-switch, ...): results.json and a plot")
+def experiment_command(argv: list[str]) -> int:
+    """`hf-ad experiment NAME [--flags]`: `hf_ad.experiments.EXPERIMENTS[NAME]` with an `ExperimentConfig`."""
+    names = sorted(EXPERIMENTS)
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"hf-ad experiment NAME [ARGS...], NAME one of {names}; ARGS (not every one applies to each):")
+        parse_dataclass(ExperimentConfig, argv, prog="hf-ad experiment NAME")  # prints the flags and exits
+    if not argv or argv[0].startswith("-"):
+        raise ValueError(f"name the experiment first: hf-ad experiment NAME [ARGS...], NAME one of {names}")
+    name = argv[0]
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; expected one of {names}")
+    config = parse_dataclass(ExperimentConfig, argv[1:], prog=f"hf-ad experiment {name}")
+    results = run_experiment(name, config)
+    print("\n".join(experiment_summary(results)))
     return 0
 
 

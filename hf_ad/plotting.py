@@ -57,18 +57,21 @@ def save_band_plot(
     dpi: int = 100,
     linewidth: float | None = None,
     legend_loc: str = "best",
+    xlabel: str = "episode",
+    ylabel: str = "return",
 ) -> None:
     """Draw `bands` (mean line + ± std band each) and `levels` as a PNG at `path`, written atomically.
 
     Args:
         path: the PNG file to write.
         bands: the curves, one colour each from matplotlib's default cycle.
-        title: the axes title; the axes are labelled "episode" and "return".
+        title: the axes title.
         levels: horizontal lines drawn after the bands.
         figsize: figure size in inches.
         dpi: resolution.
         linewidth: width of the mean lines (`None`: matplotlib's default).
         legend_loc: where the legend goes.
+        xlabel, ylabel: the axes' labels.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -92,8 +95,8 @@ def save_band_plot(
         axes.axhline(
             level.value, color=level.color, linestyle=level.linestyle, linewidth=1, label=level.label
         )
-    axes.set_xlabel("episode")
-    axes.set_ylabel("return")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.legend(loc=legend_loc, fontsize=8)
     figure.tight_layout()

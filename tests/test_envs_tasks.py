@@ -93,11 +93,18 @@ def test_random_return_hand_checked_on_a_2x2_room():
 
 
 @pytest.mark.parametrize(
-    "env_id, task", [(DARK_ROOM, (5, 3)), (DARK_ROOM_HARD, (9, 10)), (DARK_KEY_TO_DOOR, (2, 6, 7, 1))]
+    "env_id, task, env_kwargs",
+    [
+        (DARK_ROOM, (5, 3), {}),
+        (DARK_ROOM_HARD, (9, 10), {}),
+        (DARK_KEY_TO_DOOR, (2, 6, 7, 1), {}),
+        (DARK_ROOM, (4, 3), {"reward_prob": 0.4}),
+        (DARK_ROOM, (4, 3), {"reward_prob": 0.4, "reward_once": True}),
+    ],
 )
-def test_random_return_matches_monte_carlo_in_the_batched_env(env_id, task):
+def test_random_return_matches_monte_carlo_in_the_batched_env(env_id, task, env_kwargs):
     num_envs, episodes = 2000, 4
-    env = make_vector_env(env_id, [task] * num_envs)
+    env = make_vector_env(env_id, [task] * num_envs, **env_kwargs)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     horizon = env.max_episode_steps
@@ -107,7 +114,7 @@ def test_random_return_matches_monte_carlo_in_the_batched_env(env_id, task):
             _, rewards, *_ = env.step(rng.integers(0, 5, size=num_envs))
             returns[episode * num_envs : (episode + 1) * num_envs] += rewards
     error = returns.std() / np.sqrt(returns.size)
-    assert abs(returns.mean() - random_return(env_id, task)) < 4 * error + 1e-9
+    assert abs(returns.mean() - random_return(env_id, task, **env_kwargs)) < 4 * error + 1e-9
 
 
 @pytest.mark.parametrize("env_id", [DARK_ROOM, DARK_ROOM_HARD, DARK_KEY_TO_DOOR])

@@ -6,8 +6,15 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD, ENV_IDS, PIXEL_WATERMAZE
-from hf_ad.envs import STATE_INFO, DarkRoomVectorEnv, make_vector_env, sample_bandit_tasks, task_split
-from hf_ad.envs.grid import LEFT, NOOP, RIGHT
+from hf_ad.envs import (
+    STATE_INFO,
+    DarkRoomVectorEnv,
+    make_vector_env,
+    optimal_return,
+    sample_bandit_tasks,
+    task_split,
+)
+from hf_ad.envs.grid import DOWN, LEFT, NOOP, RIGHT
 
 
 def some_tasks(env_id, n):
@@ -186,3 +193,32 @@ def test_bad_input_to_batched_envs():
         make_vector_env(DARK_ROOM, [(0, 0)], goal=(1, 1))
     with pytest.raises(ValueError, match="seed must be an int or 2 ints"):
         vector.reset(seed=[1, 2, 3])
+
+
+@pytest.mark.parametrize("reward_once", [False, True])
+def test_stochastic_dark_room_matches_single_envs_and_pays_about_p(reward_once):
+    """`reward_prob < 1`: one uniform per sub-env and step, as in the single env; a stay on the goal pays
+    on about a fraction p of the steps (the first paid step only, with `reward_once`)."""
+    tasks, seed = [(4, 5)] * 200, 3  # one step below the start
+    vector = make_vector_env(DARK_ROOM, tasks, reward_prob=0.3, reward_once=reward_once)
+    singles = [gym.make(DARK_ROOM, task=task, reward_prob=0.3, reward_once=reward_once) for task in tasks[:4]]
+    vector.reset(seed=seed)
+    for i, env in enumerate(singles):
+        env.reset(seed=seed + i)
+    actions_per_step = [np.full(len(tasks), DOWN)] + [np.full(len(tasks), NOOP)] * 19  # onto the goal, stay
+    total = np.zeros(len(tasks))
+    for step_actions in actions_per_step:
+        rewards = vector.step(step_actions)[1]
+        single_rewards = [env.step(int(a))[1] for env, a in zip(singles, step_actions[:4], strict=True)]
+        assert rewards[:4].tolist() == single_rewards
+        total += rewards
+    expected = optimal_return(DARK_ROOM, (4, 5), reward_prob=0.3, reward_once=reward_once)
+    assert expected == pytest.approx(1 - 0.7**20 if reward_once else 0.3 * 20)
+    assert total.mean() == pytest.approx(expected, abs=0.1 if reward_once else 0.6)
+    assert set(np.unique(total)) <= ({0.0, 1.0} if reward_once else set(range(21)))
+
+
+def test_reward_prob_is_checked():
+    for bad in (0, 1.5, -0.1, True, "0.5"):
+        with pytest.raises(ValueError, match="reward_prob must be a probability in \\(0, 1\\]"):
+            make_vector_env(DARK_ROOM, [(0, 0)], reward_prob=bad)

@@ -76,6 +76,7 @@ def test_forward_signature_is_the_contract():
         "labels",
         "past_key_values",
         "use_cache",
+        "output_attentions",
     ]
 
 
@@ -402,6 +403,28 @@ def test_eager_attention_streams_like_sdpa():
     full = sdpa(**inputs(stream)).logits
     assert (eager(**inputs(stream)).logits - full).abs().max() <= 1e-5
     assert (stream_step_by_step(eager, stream, eager.new_cache()) - full).abs().max() <= 1e-5
+
+
+@torch.no_grad()
+def test_output_attentions_gives_each_layers_window_in_time_order_and_the_same_logits():
+    eager = tiny_model(attn_implementation="eager")
+    stream = random_stream(eager.config, batch=2, steps=3 * WINDOW)
+    plain = eager(**inputs(stream))
+    full = eager(**inputs(stream), output_attentions=True)
+    assert plain.attentions is None and torch.equal(full.logits, plain.logits)
+    assert len(full.attentions) == TINY["num_hidden_layers"]
+    steps = 3 * WINDOW
+    assert full.attentions[-1].shape == (2, TINY["num_attention_heads"], steps, steps)
+    assert torch.allclose(full.attentions[-1].sum(-1), torch.ones(2, 2, steps))
+    # Streaming: the cached window first, then the piece's own transitions; each query sees WINDOW keys.
+    cache = eager.new_cache()
+    eager(**inputs(stream, 0, 2 * WINDOW), past_key_values=cache)
+    piece = eager(**inputs(stream, 2 * WINDOW), past_key_values=cache, output_attentions=True)
+    weights = piece.attentions[-1]  # (B, H, WINDOW, 2 * WINDOW): keys at positions WINDOW .. 3 * WINDOW - 1
+    assert weights.shape == (2, 2, WINDOW, 2 * WINDOW)
+    assert torch.allclose(weights, full.attentions[-1][:, :, 2 * WINDOW :, WINDOW:], atol=1e-6)
+    with pytest.raises(ValueError, match="output_attentions needs the eager attention, got 'sdpa'"):
+        tiny_model()(**inputs(stream), output_attentions=True)
 
 
 @pytest.mark.parametrize("kind", ["vector", "image"])

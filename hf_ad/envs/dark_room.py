@@ -40,6 +40,12 @@ class DarkRoomEnv(GoalEnv):
     optimal return 1). Rewards are given by `step` only, so a goal at the centre pays from the first
     step on, not at `reset`.
 
+    Stochastic rewards (`reward_prob=p < 1`, not the paper's: the critique's test that one lucky
+    episode is no longer enough): a step on the goal pays 1 with probability `p` only (one uniform
+    from `self.np_random` per step, drawn whether or not the agent is on the goal); with `reward_once`
+    the first *paid* step is the one reward of the episode. The expected optimal return is then
+    `p * (21 - d)` (`1 - (1 - p) ** (21 - d)` with `reward_once`).
+
     ## Episode End
     The episode never terminates. It is truncated after 20 steps by the `TimeLimit` that
     `gymnasium.make` adds (`max_episode_steps=20` in the registration, for both ids).
@@ -50,6 +56,7 @@ class DarkRoomEnv(GoalEnv):
       across other resets. `reset(options={"task": (x, y)})` sets a new goal.
     - `size`: side of the room (default 9).
     - `reward_once`: reward only the first arrival on the goal per episode (default False).
+    - `reward_prob`: probability in (0, 1] that a step on the goal pays (default 1: always).
     - `render_mode`: `"ansi"` (text: `#` walls, `A` agent, `G` goal, `@` agent on the goal) or
       `"rgb_array"` (an image; the cells visited since the episode began are drawn as a trail).
 
@@ -65,10 +72,12 @@ class DarkRoomEnv(GoalEnv):
         task: tuple[int, int] | None = None,
         size: int = 9,
         reward_once: bool = False,
+        reward_prob: float = 1.0,
         render_mode: str | None = None,
     ):
         self.size = grid.check_size(size)
         self.reward_once = bool(reward_once)
+        self.reward_prob = check_reward_prob(reward_prob)
         self.start = (self.size // 2, self.size // 2)
         self.observation_space = gym.spaces.MultiDiscrete([self.size, self.size], dtype=np.int64)
         self.action_space = gym.spaces.Discrete(grid.NUM_ACTIONS)
@@ -90,6 +99,8 @@ class DarkRoomEnv(GoalEnv):
         self._x, self._y = grid.move(self._x, self._y, action, self.size)
         self._trail.add((self._x, self._y))
         on_goal = (self._x, self._y) == self.goal
+        if self.reward_prob < 1.0:
+            on_goal &= bool(self.np_random.random() < self.reward_prob)  # drawn on every step
         reward = float(on_goal and not (self.reward_once and self._rewarded))
         self._rewarded |= on_goal
         return self._observation(), reward, False, False, {}
@@ -99,6 +110,13 @@ class DarkRoomEnv(GoalEnv):
 
     def _observation(self) -> np.ndarray:
         return np.array((self._x, self._y), dtype=np.int64)
+
+
+def check_reward_prob(reward_prob: object) -> float:
+    """`reward_prob` as a float in (0, 1], or `ValueError`."""
+    if isinstance(reward_prob, bool) or not isinstance(reward_prob, int | float) or not 0 < reward_prob <= 1:
+        raise ValueError(f"reward_prob must be a probability in (0, 1], got {reward_prob!r}")
+    return float(reward_prob)
 
 
 def draw_dark_room(

@@ -109,7 +109,8 @@ def optimal_return(env_id: str, task, **env_kwargs) -> float:
     """The exact best expected return of one episode of `task`.
 
     Dark Room: `T - max(d, 1) + 1` for a goal at Manhattan distance `d` from the start (T = 20:
-    21 - d, and 20 for the centre goal); with `reward_once`, 1 if the goal is reachable in T steps.
+    21 - d, and 20 for the centre goal); with `reward_once`, 1 if the goal is reachable in T steps;
+    with `reward_prob=p`, the expected `p * (T - max(d, 1) + 1)` (`reward_once`: `1 - (1 - p) ** (...)`).
     Key-to-Door: the average over the uniformly drawn start cells of 1 per reachable reward (key
     first, then door) on shortest paths; 2 for every 9 x 9 task. Bandit: the largest arm mean
     (one pull per episode). In an open room the Manhattan distance is the BFS distance. Pixel
@@ -128,7 +129,8 @@ def optimal_return(env_id: str, task, **env_kwargs) -> float:
         steps = max(_manhattan(env.start, task), 1)  # standing on the goal pays from step 1
         if steps > horizon:
             return 0.0
-        return 1.0 if env.reward_once else float(horizon - steps + 1)
+        steps_on_goal, paid = horizon - steps + 1, env.reward_prob
+        return float(1 - (1 - paid) ** steps_on_goal if env.reward_once else paid * steps_on_goal)
     if env_id == PIXEL_WATERMAZE:
         steps = max(env.tables.steps_to(task[1] * env.size + task[0]), 1)
         return float(max(horizon - steps + 1, 0))
@@ -168,7 +170,7 @@ def random_return(env_id: str, task, **env_kwargs) -> float:
         start = np.zeros(size * size)
         start[env.start[1] * size + env.start[0]] = 1.0
         on_goal = np.arange(size * size) == task[1] * size + task[0]  # (n,)
-        return _expected_visits(walk, start, on_goal, horizon, once=env.reward_once)
+        return _expected_visits(walk, start, on_goal, horizon, once=env.reward_once, paid=env.reward_prob)
     key, door = task[1] * size + task[0], task[3] * size + task[2]
     no_key = np.full(size * size, 1.0 / size**2)  # probability of (cell, key not held)
     with_key = np.zeros(size * size)  # probability of (cell, key held, door not opened)
@@ -184,7 +186,12 @@ def random_return(env_id: str, task, **env_kwargs) -> float:
 
 
 def _expected_visits(
-    walk: np.ndarray, start: np.ndarray, on_goal: np.ndarray, horizon: int, once: bool = False
+    walk: np.ndarray,
+    start: np.ndarray,
+    on_goal: np.ndarray,
+    horizon: int,
+    once: bool = False,
+    paid: float = 1.0,
 ) -> float:
     """Expected number of steps 1..`horizon` on which a Markov chain is in `on_goal`.
 
@@ -193,14 +200,15 @@ def _expected_visits(
         start: `(S,)` distribution of the state at reset.
         on_goal: `(S,)` bool, the rewarded states.
         horizon: the number of steps.
-        once: count only the first visit (the goal pays once per episode).
+        once: count only the first paid visit (the goal pays once per episode).
+        paid: the probability that a visit pays (Dark Room's `reward_prob`).
     """
     state, total = start, 0.0
     for _ in range(horizon):
         state = state @ walk  # (S,)
-        total += state[on_goal].sum()
+        total += paid * state[on_goal].sum()
         if once:
-            state = np.where(on_goal, 0.0, state)  # rewarded once: stop counting this mass
+            state = np.where(on_goal, (1 - paid) * state, state)  # paid once: stop counting this mass
     return float(total)
 
 

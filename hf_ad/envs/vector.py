@@ -253,6 +253,8 @@ class DarkRoomVectorEnv(_GridBatchedEnv):
         tasks: one goal `(x, y)` per sub-env.
         size: side of the room (default 9).
         reward_once: reward only the first arrival per episode (Dark Room Hard).
+        reward_prob: probability in (0, 1] that a step on the goal pays (one uniform per sub-env and
+            step when below 1, as in the single env).
         max_episode_steps: episode length (default 20, the registration's).
         render_mode: `"ansi"`, `"rgb_array"` or None.
         num_envs: optional; must equal `len(tasks)` (for `gymnasium.make_vec`).
@@ -263,12 +265,14 @@ class DarkRoomVectorEnv(_GridBatchedEnv):
         tasks: Sequence[tuple[int, int]],
         size: int = 9,
         reward_once: bool = False,
+        reward_prob: float = 1.0,
         max_episode_steps: int | None = 20,
         render_mode: str | None = None,
         num_envs: int | None = None,
     ):
-        template = DarkRoomEnv(size=size, reward_once=reward_once)
+        template = DarkRoomEnv(size=size, reward_once=reward_once, reward_prob=reward_prob)
         self.reward_once = template.reward_once
+        self.reward_prob = template.reward_prob
         self._start_cell = template.start[1] * template.size + template.start[0]
         self._rewarded = np.zeros(len(tasks), dtype=bool)  # (N,) goal reached this episode
         super().__init__(template, tasks, num_envs, max_episode_steps, render_mode)
@@ -287,6 +291,8 @@ class DarkRoomVectorEnv(_GridBatchedEnv):
 
     def _transition(self, actions):
         on_goal = self._move(actions) == self._goal_cell  # (N,)
+        if self.reward_prob < 1.0:
+            on_goal &= self._streams.next() < self.reward_prob  # (N,) paid steps
         if self.reward_once:
             rewards = on_goal & ~self._rewarded
             self._rewarded |= on_goal

@@ -50,11 +50,16 @@ class ADOutput(ModelOutput):
             Unnormalised scores of the next action a_t at every transition.
         past_key_values (`Cache`, *optional*):
             The KV cache, updated with this call's transitions, when `use_cache` is on.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            With `output_attentions=True`: one tensor per layer, `(batch_size, num_heads, sequence_length,
+            num_keys)`, the attention probabilities after the softmax; keys in time order (the cached
+            transitions first, then this call's).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     past_key_values: Cache | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class RingBufferSlidingWindowLayer(DynamicSlidingWindowLayer):
@@ -374,6 +379,7 @@ class ADModel(ADPreTrainedModel):
         labels: torch.LongTensor | None = None,
         past_key_values: Cache | None = None,
         use_cache: bool | None = None,
+        output_attentions: bool = False,
     ) -> ADOutput:
         r"""
         Predict the next action at every transition of a batch of streams.
@@ -400,6 +406,10 @@ class ADModel(ADPreTrainedModel):
             use_cache (`bool`, *optional*):
                 Whether to return the updated cache. Defaults to `True` when `past_key_values` is given, else
                 `False` (training). `use_cache=True` without a cache starts a new one.
+            output_attentions (`bool`, *optional*):
+                Also return every layer's attention probabilities (`ADOutput.attentions`). Needs a model
+                loaded with `attn_implementation="eager"` (SDPA and flash attention never form them); the
+                logits are the same.
 
         Returns:
             [`ADOutput`] with `logits` of shape `(B, T, num_actions)`, `loss` when `labels` are given, and
@@ -421,6 +431,11 @@ class ADModel(ADPreTrainedModel):
                 )
         elif use_cache:
             past_key_values = self.new_cache()
+        if output_attentions and self.config._attn_implementation != "eager":
+            raise ValueError(
+                f"output_attentions needs the eager attention, got {self.config._attn_implementation!r}: "
+                "load the model with from_pretrained(..., attn_implementation='eager')"
+            )
         tokens = self.embed_transitions(observations, prev_actions, prev_rewards)  # (B, T, D)
         if self.training and self.mask_embedding is not None:
             keep = torch.rand(tokens.shape[:2], device=tokens.device) >= self.config.token_mask_prob  # (B, T)
@@ -431,6 +446,7 @@ class ADModel(ADPreTrainedModel):
             attention_mask=attention_mask,
             past_key_values=past_key_values,
             use_cache=use_cache,
+            **({"output_attentions": True} if output_attentions else {}),
         )
         logits = self.action_head(hidden.last_hidden_state)  # (B, T, A)
         loss = None
@@ -441,7 +457,10 @@ class ADModel(ADPreTrainedModel):
                 ignore_index=IGNORE_INDEX,
                 label_smoothing=self.config.label_smoothing,
             )
-        return ADOutput(loss=loss, logits=logits, past_key_values=hidden.past_key_values)
+        attentions = hidden.attentions if output_attentions else None  # per layer (B, H, T, keys)
+        return ADOutput(
+            loss=loss, logits=logits, past_key_values=hidden.past_key_values, attentions=attentions
+        )
 
     def _check_inputs(
         self,

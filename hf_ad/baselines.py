@@ -1,0 +1,124 @@
+"""Scripted in-context baselines: plain algorithms, no learning, driven like `hf_ad.InContextAgent`.
+
+`ExploreThenStay` is the critique's heuristic for Dark Room: "walk around until a reward appears, then go
+back to it". If an AD model on small grid tasks were only this, it would do no better than this script.
+It knows what AD learns in context only from its data: the room's size and moves (a move into a wall stays
+put), that the agent restarts each episode at the same cell, and that the goal is one cell that pays when
+stood on. It never sees the goal.
+
+Per stream:
+- *exploring*: it remembers every cell it has moved onto in this task (across episodes: the goal is
+  invisible and pays when moved onto, so such a cell that paid nothing is ruled out; the start cell is
+  tested by a no-op) and walks to the nearest untested cell
+  (Manhattan distance, which is the path length in an open room; ties broken at random by the seeded
+  generator), along x first, then y (`hf_ad.envs.greedy_action`). Once every cell is visited without a
+  reward (possible only with stochastic rewards) it forgets them and sweeps again;
+- *exploiting*: from the first reward on, it walks straight to the cell that paid and stays there (no-op)
+  for the rest of the stream.
+
+What it does when the goal moves (`reexplore`): by default nothing: it keeps returning to the cell that
+paid once, forever (the literal heuristic, which is the critique's point). With `reexplore=True`, an
+episode that ends without any reward while it exploits makes it forget the goal and every visited cell and
+explore afresh: a goal switch then costs a new search, but so does one unlucky episode under stochastic
+rewards.
+
+```python
+import hf_ad
+from hf_ad.baselines import ExploreThenStay
+
+env = hf_ad.envs.make_vector_env("hf_ad/DarkRoom-v0", [(1, 7), (8, 5)])
+agent = ExploreThenStay(size=9, seed=0)
+agent.reset(num_streams=2)
+observations, _ = env.reset(seed=0)
+for _ in range(10 * 20):
+    actions = agent.act(observations)
+    observations, rewards, terminated, truncated, _ = env.step(actions)
+    agent.observe(rewards, terminated | truncated)
+```
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hf_ad.envs import grid
+
+
+class ExploreThenStay:
+    """The explore-until-rewarded-then-stay heuristic on `num_streams` Dark Rooms at once.
+
+    Args:
+        size: side of the room (Dark Room: 9).
+        seed: seeds the tie-breaking between equally near unvisited cells (`reset(seed=...)` re-seeds).
+        reexplore: forget the goal after an episode without reward (see the module docstring).
+    """
+
+    def __init__(self, size: int = 9, seed: int | None = None, reexplore: bool = False):
+        self.size = grid.check_size(size)
+        self.reexplore = bool(reexplore)
+        self.rng = np.random.default_rng(seed)
+        self._next_cell = grid.next_cell_table(self.size)  # (n, A) flat cell after each action
+        self._coordinates = grid.cell_coordinates(self.size)  # (n, 2) (x, y) per flat cell
+        self.num_streams = 0
+
+    def reset(self, num_streams: int = 1, seed: int | None = None) -> None:
+        """Start `num_streams` new tasks: nothing visited, no goal known."""
+        if isinstance(num_streams, bool) or not isinstance(num_streams, int | np.integer) or num_streams < 1:
+            raise ValueError(f"num_streams must be a positive integer, got {num_streams!r}")
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.num_streams = int(num_streams)
+        self.visited = np.zeros((self.num_streams, self.size**2), dtype=bool)  # (B, n)
+        self.goal = np.full(self.num_streams, -1, dtype=np.int64)  # (B,) flat goal cell, -1 = unknown
+        self.rewarded_this_episode = np.zeros(self.num_streams, dtype=bool)  # (B,)
+        self._cell: np.ndarray | None = None  # (B,) flat cell of the last act
+        self._action: np.ndarray | None = None  # (B,) the last action, until observed
+
+    def act(self, observations) -> np.ndarray:
+        """`(B,)` int64 actions for observations `(B, 2)` (x, y)."""
+        if self.num_streams == 0:
+            raise RuntimeError("act() before reset(): call reset(num_streams) first")
+        if self._action is not None:
+            raise RuntimeError("act() twice without observe(): pass the rewards of the last actions")
+        observations = np.asarray(observations, dtype=np.int64)
+        if observations.shape != (self.num_streams, 2):
+            raise ValueError(
+                f"observations must have shape ({self.num_streams}, 2) (x, y), got {observations.shape}"
+            )
+        cell = observations[:, 1] * self.size + observations[:, 0]  # (B,)
+        self.visited[self.visited.all(axis=1)] = False  # swept everything without a reward: sweep again
+        target = np.where(self.goal >= 0, self.goal, self._nearest_unvisited(observations))  # (B,)
+        target_xy = self._coordinates[target]  # (B, 2)
+        actions = np.array([grid.greedy_action(o, t) for o, t in zip(observations, target_xy, strict=True)])
+        self._cell, self._action = cell, actions.astype(np.int64)
+        return self._action.copy()
+
+    def observe(self, rewards, episode_ended=None) -> None:
+        """The rewards of the last actions `(B,)`; `episode_ended` `(B,)` bool (for `reexplore`)."""
+        if self._action is None:
+            raise RuntimeError("observe() without act(): call act(observations) first")
+        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+        if rewards.shape != (self.num_streams,):
+            raise ValueError(f"rewards must have shape ({self.num_streams},), got {rewards.shape}")
+        landed = self._next_cell[self._cell, self._action]  # (B,) the cell the move led to
+        paid = rewards > 0
+        self.visited[np.arange(self.num_streams), landed] = True
+        self.goal = np.where(paid & (self.goal < 0), landed, self.goal)
+        self.rewarded_this_episode |= paid
+        if episode_ended is not None:
+            ended = np.asarray(episode_ended, dtype=bool).reshape(-1)
+            if self.reexplore:
+                forget = ended & (self.goal >= 0) & ~self.rewarded_this_episode  # (B,)
+                self.goal[forget] = -1
+                self.visited[forget] = False
+            self.rewarded_this_episode[ended] = False
+        self._action = None
+
+    def _nearest_unvisited(self, observations: np.ndarray) -> np.ndarray:
+        """`(B,)` flat index of an unvisited cell nearest to each stream's position (random ties)."""
+        distance = np.abs(self._coordinates[None] - observations[:, None]).sum(axis=-1)  # (B, n)
+        noise = self.rng.random(distance.shape)  # (B, n) in [0, 1): breaks ties only
+        return np.where(self.visited, np.inf, distance + noise).argmin(axis=1)
+
+
+__all__ = ["ExploreThenStay"]
