@@ -325,6 +325,7 @@ def render_dataset_card(folder: str | Path, metadata: dict, repo_id: str | None 
         num_train_tasks=len(metadata["task_split"]["train"]),
         num_test_tasks=len(metadata["task_split"]["test"]),
         task_split_seed=metadata["task_split"]["seed"],
+        task_split_kind=metadata["task_split"].get("kind", "random"),
         metadata_file=constants.HISTORIES_METADATA,
         generator_config={"source": metadata["source"], **metadata["generator_config"]},
         learning_curve_png=constants.LEARNING_CURVE_PNG,

@@ -152,7 +152,10 @@ def evaluate_command(argv: list[str]) -> int:
     return 0
 
 
-@command("experiment", "an evaluation-only experiment (heuristic, goal-switch, ...): results.json and a plot")
+@command(
+    "experiment",
+    "an experiment of docs/EVIDENCE.md (heuristic, ablation-context, ood, ...): results.json, plots",
+)
 def experiment_command(argv: list[str]) -> int:
     """`hf-ad experiment NAME [--flags]`: `hf_ad.experiments.EXPERIMENTS[NAME]` with an `ExperimentConfig`."""
     names = sorted(EXPERIMENTS)

@@ -1,6 +1,7 @@
-"""The one plot hf_ad draws: mean return per episode with a ± 1 std band, and reference levels.
+"""hf_ad's plots: mean return per episode with a ± 1 std band and reference levels, and grouped bars.
 
-Both the dataset card's learning curve and the evaluation's returns plot are this plot. It goes through
+The dataset card's learning curve and the evaluation's returns plot are the band plot; the ablation
+experiments set their arms' scores beside the paper's with the bar plot. It goes through
 matplotlib's object API (`matplotlib.figure.Figure` + the Agg canvas), so library code never switches the
 global backend or keeps pyplot state; matplotlib is imported when a plot is drawn (it costs ~0.8 s and
 only plotting needs it). The PNG is written atomically through `hf_ad.files`.
@@ -104,4 +105,47 @@ def save_band_plot(
         figure.savefig(tmp, format="png")
 
 
-__all__ = ["Band", "Level", "save_band_plot"]
+@dataclass
+class Bars:
+    """One series of a grouped bar plot: one value per group, `None` where the series has none."""
+
+    label: str
+    values: Sequence[float | None]
+
+
+def save_bar_plot(
+    path: str | Path,
+    groups: Sequence[str],
+    series: Sequence[Bars],
+    title: str,
+    ylabel: str,
+    xlabel: str = "",
+    figsize: tuple[float, float] = (7, 4.2),
+    dpi: int = 100,
+) -> None:
+    """Draw `series` as bars side by side in each of `groups` (a missing value leaves a gap) as a PNG at
+    `path`, written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    width = 0.8 / max(len(series), 1)
+    for index, bars in enumerate(series):
+        if len(bars.values) != len(groups):
+            raise ValueError(f"series {bars.label!r} has {len(bars.values)} values for {len(groups)} groups")
+        x = np.arange(len(groups)) + (index - (len(series) - 1) / 2) * width  # (G,)
+        values = np.array([np.nan if v is None else v for v in bars.values], dtype=float)  # (G,)
+        axes.bar(x, values, width=width, label=bars.label)
+    axes.set_xticks(np.arange(len(groups)), list(groups))
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+__all__ = ["Band", "Bars", "Level", "save_band_plot", "save_bar_plot"]

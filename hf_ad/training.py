@@ -133,6 +133,14 @@ class TrainConfig:
         default="train",
         metadata={"help": "Split of the dataset to train on (histories of the training tasks)."},
     )
+    num_train_tasks: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train on this many of the dataset's training tasks only: the first N of them in the "
+            "fixed order of hf_ad.envs.subset_tasks (so a smaller N is a subset of a larger one); the "
+            "model records them as its train_tasks. Default: all of them."
+        },
+    )
     hub_dataset_id: str | None = field(
         default=None,
         metadata={
@@ -296,6 +304,14 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.num_train_tasks is not None and (
+            isinstance(self.num_train_tasks, bool)
+            or not isinstance(self.num_train_tasks, int)
+            or self.num_train_tasks < 1
+        ):
+            raise ValueError(
+                f"num_train_tasks must be a positive integer or None, got {self.num_train_tasks!r}"
+            )
         if self.context is not None and (not isinstance(self.context, int) or self.context < 1):
             raise ValueError(f"context must be a positive integer or None, got {self.context!r}")
         if self.learning_rate is not None and not self.learning_rate > 0:
@@ -403,6 +419,23 @@ def dataset_spaces(metadata: dict):
         env.close()
 
 
+def training_tasks(cfg: TrainConfig, metadata: dict) -> list:
+    """The dataset's training tasks the run trains on: all, or `num_train_tasks` of them (`subset_tasks`).
+
+    Raises:
+        ValueError: `num_train_tasks` is more than the dataset's training tasks.
+    """
+    tasks = metadata["task_split"]["train"]
+    if cfg.num_train_tasks is None:
+        return tasks
+    if cfg.num_train_tasks > len(tasks):
+        raise ValueError(
+            f"--num-train-tasks {cfg.num_train_tasks} exceeds the {len(tasks)} training tasks of dataset "
+            f"{cfg.dataset!r}; pass at most {len(tasks)}"
+        )
+    return [list(task) for task in envs.subset_tasks(tasks, cfg.num_train_tasks)]
+
+
 def build_model_config(cfg: TrainConfig, metadata: dict) -> ADConfig:
     """The model config for a dataset: the env's spec and task split, plus the command line's fields.
 
@@ -416,7 +449,7 @@ def build_model_config(cfg: TrainConfig, metadata: dict) -> ADConfig:
     env_metadata = {
         "env_id": metadata["env_id"],
         "env_kwargs": metadata.get("env_kwargs", {}),
-        "train_tasks": metadata["task_split"]["train"],
+        "train_tasks": training_tasks(cfg, metadata),
         "test_tasks": metadata["task_split"]["test"],
     }
     overrides = cfg.model_overrides()
@@ -461,7 +494,7 @@ def build_model_and_windows(cfg: TrainConfig):
         dataset,
         context=resolve_context(cfg, model_config),
         num_actions=model_config.num_actions,
-        tasks=metadata["task_split"]["train"],
+        tasks=training_tasks(cfg, metadata),
         loss_lead_in=cfg.loss_lead_in,
     )
     if windows.observation_shape != tuple(model_config.observation_shape):

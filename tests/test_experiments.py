@@ -10,7 +10,7 @@ import pytest
 from hf_ad import cli
 from hf_ad.baselines import ExploreThenStay
 from hf_ad.constants import DARK_ROOM
-from hf_ad.experiments import EXPERIMENTS, ExperimentConfig, run_experiment
+from hf_ad.experiments import EVALUATION_EXPERIMENTS, ExperimentConfig, run_experiment
 from hf_ad.experiments.common import GoalSwitch, Setting, first_episode_at_least, play, source_returns
 from hf_ad.experiments.goal_switch import switched_tasks
 
@@ -19,14 +19,16 @@ TINY = {"seeds": 2, "episodes": 5, "num_tasks": 2}
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    """Every experiment once, on the first 2 held-out goals, 2 seeds, 5 episodes (3 s in all)."""
+    """Every evaluation-only experiment once, on the first 2 held-out goals, 2 seeds, 5 episodes (3 s in all;
+    the training experiments' smoke tests are in test_experiments_training.py)."""
     root = tmp_path_factory.mktemp("experiments")
     return {
-        name: run_experiment(name, ExperimentConfig(out=str(root / name), **TINY)) for name in EXPERIMENTS
+        name: run_experiment(name, ExperimentConfig(out=str(root / name), **TINY))
+        for name in EVALUATION_EXPERIMENTS
     }
 
 
-@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+@pytest.mark.parametrize("name", sorted(EVALUATION_EXPERIMENTS))
 def test_each_experiment_writes_its_results_and_plot(tiny_runs, name):
     results = tiny_runs[name]
     out = results["settings"]["out"]

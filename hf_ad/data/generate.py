@@ -80,6 +80,13 @@ class GenerateConfig:
     )
     env_kwargs: str = field(default="{}", metadata={"help": "JSON object of keyword arguments for the env."})
     task_split_seed: int = field(default=0, metadata={"help": "Seed of hf_ad.envs.task_split."})
+    task_split: Literal["random", "regions"] = field(
+        default="random",
+        metadata={
+            "help": "Kind of hf_ad.envs.task_split: random held-out tasks, or regions (Dark Room: train in "
+            "the left two thirds of the room, hold out goals there and in the right third)."
+        },
+    )
     learners_per_shard: int = field(
         default=512,
         metadata={"help": "Learners run in one batch; their whole histories form one parquet shard."},
@@ -94,6 +101,13 @@ class GenerateConfig:
             raise ValueError(f"env must be one of {constants.ENV_IDS}, got {self.env!r}")
         if self.source is not None and self.source not in SOURCE_NAMES:
             raise ValueError(f"source must be one of {SOURCE_NAMES}, got {self.source!r}")
+        if self.task_split not in envs.TASK_SPLIT_KINDS:
+            raise ValueError(f"task_split must be one of {envs.TASK_SPLIT_KINDS}, got {self.task_split!r}")
+        if self.task_split == "regions" and self.env not in envs.REGION_ENVS:
+            raise ValueError(
+                f"--task-split regions needs --env one of {envs.REGION_ENVS}, got {self.env!r}; "
+                "use --task-split random"
+            )
         if self.tasks not in TASK_SETS:
             raise ValueError(f"tasks must be one of {TASK_SETS}, got {self.tasks!r}")
         if self.learners_per_shard < 1:
@@ -260,7 +274,9 @@ class Generation:
                 f"source {config.source_name!r} needs a {config_cls.__name__}, "
                 f"got {type(source_config).__name__}"
             )
-        train_tasks, test_tasks = envs.task_split(config.env, seed=config.task_split_seed)
+        train_tasks, test_tasks = envs.task_split(
+            config.env, seed=config.task_split_seed, kind=config.task_split
+        )
         task_split = {"train": [tuple(t) for t in train_tasks], "test": [tuple(t) for t in test_tasks]}
         split_tasks = {s: task_split[s] for s in SPLITS if config.tasks in (s, "all")}
         plans = plan_shards(split_tasks, source_config.histories_per_task, config.learners_per_shard)
@@ -291,8 +307,16 @@ class Generation:
             "generator_config": _jsonable(dataclasses.asdict(self.source_config)),
             "tasks": self.config.tasks,
             "task_split_seed": self.config.task_split_seed,
+            **self.split_kind,
             "learners_per_shard": self.config.learners_per_shard,
         }
+
+    @property
+    def split_kind(self) -> dict:
+        """`{"task_split_kind": kind}` for a split other than the default random one; empty for that one,
+        so datasets written before the kinds existed keep their identity and metadata."""
+        kind = self.config.task_split
+        return {} if kind == "random" else {"task_split_kind": kind}
 
     def new_metadata(self) -> dict:
         """The metadata of this generation before any shard is written."""
@@ -300,7 +324,11 @@ class Generation:
             **self.identity,
             "hf_ad_version": constants.VERSION,
             "command": generate_command(self.config, self.source_config),
-            "task_split": {"seed": self.config.task_split_seed, **_jsonable(self.task_split)},
+            "task_split": {
+                "seed": self.config.task_split_seed,
+                "kind": self.config.task_split,
+                **_jsonable(self.task_split),
+            },
             "observation_space": str(self.observation_space),
             "action_space": str(self.action_space),
             "episode_length": self.episode_length,

@@ -12,11 +12,15 @@ from hf_ad.envs.pixel_watermaze import PixelWatermazeEnv
 from hf_ad.envs.registration import env_spec, register_envs
 from hf_ad.envs.task_env import STATE_INFO
 from hf_ad.envs.tasks import (
+    REGION_ENVS,
+    TASK_SPLIT_KINDS,
     all_tasks,
     draw_test_tasks,
+    in_training_region,
     optimal_return,
     random_return,
     sample_bandit_tasks,
+    subset_tasks,
     task_split,
 )
 from hf_ad.envs.vector import (
@@ -52,4 +56,8 @@ __all__ = [
     "register_envs",
     "sample_bandit_tasks",
     "task_split",
+    "subset_tasks",
+    "in_training_region",
+    "REGION_ENVS",
+    "TASK_SPLIT_KINDS",
 ]

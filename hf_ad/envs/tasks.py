@@ -14,6 +14,15 @@ Splits are deterministic and stable across versions: they depend only on the see
 
 The bandit split follows the paper's adversarial bandit: train on the `odd` distribution, test on
 `even`; the third condition, `uniform`, comes from `sample_bandit_tasks("uniform", ...)`.
+
+`kind="regions"` (Dark Room and Dark Room Hard only; not the paper's) is the out-of-distribution split:
+the *training region* is the left two thirds of the columns (`x < 2 * size // 3`: x 0-5 of 9, 0-10 of
+17), the *test region* the right third. The training goals are the training region's goals less a
+held-out fifth of them (drawn by `seed` as above); the held-out goals are that fifth (*in-region*: goals
+never trained on, in the part of the room the training goals cover) followed by every goal of the test
+region (*out-of-region*). On Dark Room: 43 training goals, 11 in-region and 27 out-of-region held-out
+goals. `in_training_region(env_id, task)` tells them apart. The agent starts at the centre, inside the
+training region; the out-of-region goals are 2 to 8 steps from it.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from hf_ad.envs.bandit import sample_arm_means
 from hf_ad.envs.registration import env_spec
 
 TEST_FRACTION = {DARK_ROOM: 0.2, DARK_ROOM_HARD: 0.2, PIXEL_WATERMAZE: 0.2}
+TASK_SPLIT_KINDS = ("random", "regions")
+REGION_ENVS = (DARK_ROOM, DARK_ROOM_HARD)  # the envs whose tasks are goal cells a region can hold
 KEY_TO_DOOR_TRAIN_TASKS = 1800
 BANDIT_TRAIN_TASKS, BANDIT_TEST_TASKS = 1000, 200
 
@@ -68,8 +79,21 @@ def _bandit_tasks(rng: np.random.Generator, distribution: str, num_tasks: int, n
     return [tuple(row) for row in sample_arm_means(rng, distribution, num_tasks, num_arms).tolist()]
 
 
-def task_split(env_id: str, seed: int = 0) -> tuple[list[tuple], list[tuple]]:
-    """Deterministic, disjoint `(train_tasks, test_tasks)` for one env id (sizes in the module docstring)."""
+def task_split(env_id: str, seed: int = 0, kind: str = "random") -> tuple[list[tuple], list[tuple]]:
+    """Deterministic, disjoint `(train_tasks, test_tasks)` for one env id (sizes in the module docstring).
+
+    `kind` is `"random"` (the default: held-out tasks drawn uniformly) or `"regions"` (Dark Room and Dark
+    Room Hard: training goals in the left two thirds of the room, held-out goals in it and in the right
+    third; see the module docstring). `"regions"` returns the training goals sorted and the held-out goals
+    in-region first, each part sorted.
+
+    Raises:
+        ValueError: an unknown `kind`, or `"regions"` for an env without goal cells.
+    """
+    if kind not in TASK_SPLIT_KINDS:
+        raise ValueError(f"task split kind must be one of {TASK_SPLIT_KINDS}, got {kind!r}")
+    if kind == "regions":
+        return _region_split(env_id, seed)
     if env_id == BANDIT:
         train = _bandit_tasks(np.random.default_rng([seed, 0]), "odd", BANDIT_TRAIN_TASKS)
         test = _bandit_tasks(np.random.default_rng([seed, 1]), "even", BANDIT_TEST_TASKS)
@@ -84,6 +108,55 @@ def task_split(env_id: str, seed: int = 0) -> tuple[list[tuple], list[tuple]]:
     train = sorted(tasks[i] for i in order[:num_train])
     test = sorted(tasks[i] for i in order[num_train:])
     return train, test
+
+
+def in_training_region(env_id: str, task) -> bool:
+    """Whether a goal lies in the training region of `task_split(env_id, kind="regions")` (the left two
+    thirds of the columns).
+
+    Raises:
+        ValueError: an env without goal cells (`REGION_ENVS`).
+    """
+    return int(task[0]) < _region_boundary(env_id)
+
+
+def _region_boundary(env_id: str) -> int:
+    """The first column of the test region: `2 * size // 3`."""
+    if env_id not in REGION_ENVS:
+        raise ValueError(
+            f"the regions task split needs one of {REGION_ENVS}, got {env_id!r}; use kind='random'"
+        )
+    env, _ = _resolve(env_id, {})
+    return 2 * env.size // 3
+
+
+def _region_split(env_id: str, seed: int) -> tuple[list[tuple], list[tuple]]:
+    """Training: the training region less a held-out fifth; held out: that fifth, then the test region."""
+    boundary = _region_boundary(env_id)
+    region = [task for task in all_tasks(env_id) if task[0] < boundary]
+    outside = [task for task in all_tasks(env_id) if task[0] >= boundary]
+    num_train = len(region) - round(TEST_FRACTION[env_id] * len(region))
+    order = np.argsort(np.random.default_rng(seed).random(len(region)), kind="stable")
+    train = sorted(region[i] for i in order[:num_train])
+    in_region = sorted(region[i] for i in order[num_train:])
+    return train, in_region + outside
+
+
+def subset_tasks(tasks, num_tasks: int, seed: int = 0) -> list[tuple]:
+    """`num_tasks` of `tasks`, sorted: the first ones of `tasks` shuffled by `seed`, so that the subsets of
+    one list are nested (the 5 of a 5-task subset are among the 10 of the 10-task one).
+
+    Raises:
+        ValueError: `num_tasks` not in `1..len(tasks)`.
+    """
+    if (
+        isinstance(num_tasks, bool)
+        or not isinstance(num_tasks, int | np.integer)
+        or not 1 <= num_tasks <= len(tasks)
+    ):
+        raise ValueError(f"num_tasks must be an integer in 1..{len(tasks)}, got {num_tasks!r}")
+    order = np.random.default_rng(seed).permutation(len(tasks))  # (len(tasks),)
+    return sorted(tuple(tasks[i]) for i in order[:num_tasks])
 
 
 def draw_test_tasks(env_id: str, num_tasks: int | None = None, seed: int = 0) -> list[tuple]:

@@ -77,9 +77,48 @@ class ExperimentConfig:
         default=0.5, metadata={"help": "stochastic-reward: the probability that a step on the goal pays."}
     )
     device: str | None = field(default=None, metadata={"help": "Torch device of the models (default: CPU)."})
+    # --- the experiments that train (ablation-*, ood; hf_ad.experiments.arms): one budget for every arm
+    steps: int | None = field(
+        default=None,
+        metadata={"help": "Training experiments: optimizer steps per arm. Default: the experiment's."},
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Training experiments: windows per batch. Default: the recipe's (32)."},
+    )
+    histories_per_task: int | None = field(
+        default=None,
+        metadata={
+            "help": "Training experiments: source learners per training goal. Default: the experiment's."
+        },
+    )
+    source_episodes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Training experiments: source episodes per history, before subsampling. Default: "
+            "the recipe's (500)."
+        },
+    )
+    arms: str | None = field(
+        default=None,
+        metadata={"help": "Training experiments: run only these arms (comma-separated values, e.g. 1,4)."},
+    )
+    work_dir: str = field(
+        default="runs/experiments",
+        metadata={"help": "Training experiments: where histories (histories/) and each arm's run folder go."},
+    )
 
     def __post_init__(self):
-        for name in ("seeds", "episodes", "num_tasks", "switch_episode"):
+        for name in (
+            "seeds",
+            "episodes",
+            "num_tasks",
+            "switch_episode",
+            "steps",
+            "batch_size",
+            "histories_per_task",
+            "source_episodes",
+        ):
             value = getattr(self, name)
             minimum = 0 if name == "switch_episode" else 1
             if value is not None and (
