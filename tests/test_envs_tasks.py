@@ -8,10 +8,12 @@ from hf_ad.constants import BANDIT, DARK_KEY_TO_DOOR, DARK_ROOM, DARK_ROOM_HARD,
 from hf_ad.envs import (
     all_tasks,
     greedy_action,
+    in_training_region,
     make_vector_env,
     optimal_return,
     random_return,
     sample_bandit_tasks,
+    subset_tasks,
     task_split,
 )
 
@@ -52,6 +54,38 @@ def test_splits_are_stable_across_versions():
     bandit_train, bandit_test = task_split(BANDIT)
     assert bandit_train[0] == (0.637, 0.9351, 0.041, 0.0165, 0.8133, 0.9128, 0.6066, 0.7295, 0.5436, 0.2698)
     assert np.argmax(bandit_train[0]) == 1
+
+
+@pytest.mark.parametrize("env_id", [DARK_ROOM, DARK_ROOM_HARD])
+def test_regions_split_trains_left_and_holds_out_in_and_beyond_the_region(env_id):
+    train, test = task_split(env_id, kind="regions")
+    size = gym.make(env_id).unwrapped.size
+    boundary = 2 * size // 3  # the first column of the test region
+    assert all(x < boundary for x, _ in train) and not set(train) & set(test)
+    assert sorted(train + test) == all_tasks(env_id)
+    in_region = [task for task in test if in_training_region(env_id, task)]
+    assert test[: len(in_region)] == sorted(in_region)  # in-region first, then the test region
+    assert [task for task in test if task[0] >= boundary] == test[len(in_region) :]
+    assert len(in_region) == round(0.2 * boundary * size) and len(train) == boundary * size - len(in_region)
+    assert task_split(env_id, kind="regions") == (train, test)
+    if env_id == DARK_ROOM:  # the numbers the docs give
+        assert (len(train), len(in_region), len(test) - len(in_region)) == (43, 11, 27)
+
+
+def test_regions_split_needs_a_goal_room_and_a_known_kind():
+    with pytest.raises(ValueError, match="regions task split needs one of"):
+        task_split(DARK_KEY_TO_DOOR, kind="regions")
+    with pytest.raises(ValueError, match="task split kind must be one of"):
+        task_split(DARK_ROOM, kind="corners")
+
+
+def test_subset_tasks_are_nested_and_checked():
+    train, _ = task_split(DARK_ROOM)
+    five, ten = subset_tasks(train, 5), subset_tasks(train, 10)
+    assert len(five) == 5 and set(five) <= set(ten) <= set(train) and five == sorted(five)
+    assert subset_tasks(train, 65) == train and subset_tasks(train, 5, seed=1) != five
+    with pytest.raises(ValueError, match=r"num_tasks must be an integer in 1..65"):
+        subset_tasks(train, 66)
 
 
 def test_bandit_split_trains_on_odd_and_tests_on_even():

@@ -49,7 +49,8 @@ def tiny_config(out: Path, work_dir: Path, **overrides) -> ExperimentConfig:
 def ablations(tmp_path_factory, work_dir):
     root = tmp_path_factory.mktemp("ablations")
     return {
-        name: run_experiment(name, tiny_config(root / name, work_dir, arms=TWO_ARMS[name])) for name in FACTORS
+        name: run_experiment(name, tiny_config(root / name, work_dir, arms=TWO_ARMS[name]))
+        for name in FACTORS
     }
 
 
@@ -140,7 +141,16 @@ def test_bad_arms_and_budgets_are_named(tmp_path, capsys):
         selected_arms(FACTORS["ablation-masking"].arms, "0.5", "ablation-masking")
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         ExperimentConfig(steps=0)
-    argv = ["experiment", "ablation-tasks", "--arms", "7", "--out", str(tmp_path), "--work-dir", str(tmp_path)]
+    argv = [
+        "experiment",
+        "ablation-tasks",
+        "--arms",
+        "7",
+        "--out",
+        str(tmp_path),
+        "--work-dir",
+        str(tmp_path),
+    ]
     assert cli.main(argv) == 2
     assert "ablation-tasks has the arms" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--arms does not apply to ood"):

@@ -22,6 +22,7 @@ from hf_ad import cards, cli, constants
 from hf_ad.data import generate, histories
 from hf_ad.data.generate import GenerateConfig, generate_histories
 from hf_ad.data.histories import load_histories, validate_histories
+from hf_ad.envs import task_split
 from hf_ad.images import upscale
 from hf_ad.sources.experts import ExpertConfig
 from hf_ad.sources.q_learning import QLearningConfig
@@ -616,3 +617,28 @@ def test_a_missing_folder_is_named_not_taken_for_a_repo_id(tmp_path):
     missing = tmp_path / "no-such-histories"
     with pytest.raises(ValueError, match=r"neither a histories folder nor a hub dataset repo id"):
         load_histories(missing)
+
+
+def test_regions_task_split_is_generated_recorded_and_reproduced(tmp_path):
+    config, source = generate.parse_generate_args(
+        [
+            "--out",
+            str(tmp_path / "regions"),
+            "--task-split",
+            "regions",
+            "--episodes",
+            "2",
+            "--histories-per-task",
+            "1",
+        ]
+    )
+    folder = generate_histories(dataclasses.replace(config, tasks="all"), source, progress=False)
+    metadata = histories.read_metadata(folder)
+    train, test = task_split(constants.DARK_ROOM, kind="regions")
+    assert metadata["task_split"]["kind"] == "regions" and metadata["task_split_kind"] == "regions"
+    assert [tuple(t) for t in metadata["task_split"]["train"]] == train
+    assert [tuple(t) for t in metadata["task_split"]["test"]] == test
+    assert "--task-split regions" in metadata["command"]
+    assert 'kind="regions"' in (folder / "README.md").read_text()
+    with pytest.raises(ValueError, match="--task-split regions needs --env one of"):
+        GenerateConfig(out=str(tmp_path / "x"), env=constants.DARK_KEY_TO_DOOR, task_split="regions")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import matplotlib
+import pytest
 
-from hf_ad.plotting import Band, Level, save_band_plot
+from hf_ad.plotting import Band, Bars, Level, save_band_plot, save_bar_plot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -22,3 +23,11 @@ def test_band_plot_writes_a_png_and_leaves_the_backend_alone(tmp_path):
         matplotlib.use(backend)
     assert (tmp_path / "curve.png").read_bytes()[:8] == PNG_SIGNATURE
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]  # no temporary file left
+
+
+def test_bar_plot_leaves_gaps_for_missing_values_and_checks_lengths(tmp_path):
+    series = [Bars("ours", [0.5, 0.9]), Bars("the paper", [None, 0.92])]
+    save_bar_plot(tmp_path / "bars.png", ["1", "4"], series, "title", "fraction")
+    assert (tmp_path / "bars.png").read_bytes()[:8] == PNG_SIGNATURE
+    with pytest.raises(ValueError, match="series 'ours' has 1 values for 2 groups"):
+        save_bar_plot(tmp_path / "bad.png", ["1", "4"], [Bars("ours", [0.5])], "title", "fraction")

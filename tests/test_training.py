@@ -28,6 +28,7 @@ from hf_ad.configuration_ad import ADConfig
 from hf_ad.data.generate import GenerateConfig, generate_histories
 from hf_ad.data.histories import load_histories
 from hf_ad.data.windows import HistoryWindows
+from hf_ad.envs import subset_tasks
 from hf_ad.random_states import random_states_name
 from hf_ad.sources import SOURCES
 from hf_ad.training import (
@@ -181,6 +182,29 @@ def test_training_sees_training_tasks_only(dataset_dir, tmp_path, monkeypatch):
     train(tiny_config(dataset_dir, tmp_path / "run", max_steps=1))
     assert len(seen_tasks) == 64
     assert all(task in metadata["task_split"]["train"] for task in seen_tasks)
+
+
+def test_num_train_tasks_trains_on_a_nested_subset_and_records_it(dataset_dir, tmp_path, monkeypatch):
+    seen_tasks = []
+    original_init = HistoryWindows.__init__
+
+    def recording_init(self, columns, *args, **kwargs):
+        original_init(self, columns, *args, **kwargs)
+        seen_tasks.extend(map(tuple, self.history_tasks.tolist()))
+
+    monkeypatch.setattr(HistoryWindows, "__init__", recording_init)
+    final = train(tiny_config(dataset_dir, tmp_path / "run", max_steps=1, num_train_tasks=5))
+    _, metadata = load_histories(dataset_dir)
+    chosen = subset_tasks(metadata["task_split"]["train"], 5)
+    assert sorted(set(seen_tasks)) == chosen and len(seen_tasks) == 5
+    config = ADConfig.from_pretrained(final)
+    assert [tuple(t) for t in config.train_tasks] == chosen
+    assert config.test_tasks == metadata["task_split"]["test"]
+    assert set(chosen) <= set(subset_tasks(metadata["task_split"]["train"], 10))
+    with pytest.raises(ValueError, match="--num-train-tasks 66 exceeds the 65 training tasks"):
+        train(tiny_config(dataset_dir, tmp_path / "too-many", max_steps=1, num_train_tasks=66))
+    with pytest.raises(ValueError, match="num_train_tasks must be a positive integer"):
+        tiny_config(dataset_dir, tmp_path / "zero", num_train_tasks=0)
 
 
 def interrupted_run(cfg: TrainConfig, monkeypatch, stop_at_call: int) -> None:
