@@ -105,16 +105,28 @@ def test_a_rerun_reuses_every_arm(ablations, work_dir, tmp_path):
     assert len(list((work_dir / HISTORIES_DIR).iterdir())) == 3  # recipe, subsampling, actor-critic
 
 
+def test_an_arm_that_trains_the_recipe_is_trained_once_for_every_experiment(ablations):
+    def model(name, label):
+        return ablations[name]["methods"][label]["model"]
+
+    recipe = model("ablation-context", "context 4 episodes (80 steps)")
+    assert recipe == model("ablation-tasks", "65 training goals") == model("ablation-source", "q-learning")
+    assert model("ablation-masking", "token mask 0") != recipe
+
+
+def results_of(config: ExperimentConfig) -> dict:
+    return run_experiment("ablation-masking", config)
+
+
 def test_an_interrupted_arm_resumes_from_its_checkpoint(work_dir, tmp_path):
     config = tiny_config(tmp_path / "out", work_dir, arms="0.3", steps=4)
-    run_experiment("ablation-masking", config)
-    run_dir = work_dir / "ablation-masking" / "0.3"
+    (run_dir,) = {Path(m["model"]).parent for m in results_of(config)["methods"].values()}
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["2", "3"]
     # As if stopped after step 2: no checkpoint 3, no final/, no evaluation. The rerun trains steps 3-4.
     shutil.rmtree(run_dir / "final")
     shutil.rmtree(run_dir / "checkpoints" / "3")
     (run_dir / EVALUATION_FILE).unlink()
-    results = run_experiment("ablation-masking", config)
+    results = results_of(config)
     resumed = json.loads((run_dir / "final" / "trainer_state.json").read_text())
     assert resumed["step"] == 4 and resumed["transitions_seen"] == 4 * 4 * 160
     assert results["methods"]["token mask 0.3"]["n"] == 2

@@ -31,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hf_ad.envs import task_split
 from hf_ad.experiments.arms import (
+    ENV_ID,
     Arm,
     arm_setting,
     budget,
@@ -82,6 +84,15 @@ def context_arm(episodes: float) -> Arm:
     )
 
 
+def tasks_arm(num_tasks: int) -> Arm:
+    every_goal = num_tasks == len(task_split(ENV_ID)[0])  # the recipe itself: trained once for all
+    return Arm(
+        f"{num_tasks} training goals",
+        str(num_tasks),
+        train={} if every_goal else {"num_train_tasks": num_tasks},
+    )
+
+
 FACTORS = {
     factor.name: factor
     for factor in (
@@ -99,9 +110,7 @@ FACTORS = {
         Factor(
             "ablation-tasks",
             "Number of training goals",
-            tuple(
-                Arm(f"{n} training goals", str(n), train={"num_train_tasks": n}) for n in (5, 10, 20, 40, 65)
-            ),
+            tuple(tasks_arm(n) for n in (5, 10, 20, 40, 65)),
             PaperFinding(
                 "Figure 9: with 18 training tasks or fewer AD does not learn in context (no numbers given)."
             ),
@@ -156,8 +165,7 @@ def run_factor(factor: Factor, config: ExperimentConfig, command: str) -> dict:
     oracle = held_out.oracle()
     methods = {}
     for result in trained:
-        run_dir = Path(config.work_dir) / factor.name / result.arm.folder_name
-        returns = evaluate_arm(result.final, held_out, config, run_dir)  # (streams, episodes)
+        returns = evaluate_arm(result.final, held_out, config, result.run_dir)  # (streams, episodes)
         curve = curves(returns, config.seeds)
         last = float(np.mean(curve["mean"][-LAST:]))
         methods[result.arm.label] = curve | {

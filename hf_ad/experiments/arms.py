@@ -9,11 +9,13 @@ interrupted experiment continues where it stopped:
 - histories: `<work_dir>/histories/<key>/`, where `<key>` is a hash of the dataset's `hf-ad generate`
   command (`hf_ad.data.generate.generate_histories`, which resumes an unfinished folder and checks a
   finished one), so arms and experiments that need the same data share one folder;
-- training: `<work_dir>/<experiment>/<arm>/` is the arm's run folder, trained with `resume=True`
-  (`hf_ad.training.train`: a finished run returns its `final/`, a stopped one continues from its newest
-  checkpoint);
-- evaluation: `<work_dir>/<experiment>/<arm>/evaluation.json`, the stream returns, reused when its
-  settings (episodes, seeds, seed, tasks) are the experiment's.
+- training: `<work_dir>/runs/<histories key>-<key>/` is the arm's run folder, `<key>` a hash of the
+  training options that differ from the recipe and the budget, so an arm that trains exactly the recipe
+  (context 4 episodes, 65 goals, token mask 0.3, the Q-learning source) is trained once for all the
+  experiments; trained with `resume=True` (`hf_ad.training.train`: a finished run returns its `final/`, a
+  stopped one continues from its newest checkpoint);
+- evaluation: `evaluation.json` in the run folder, the stream returns, reused when its settings
+  (episodes, seeds, seed, tasks) are the experiment's.
 
 An arm's model plays its held-out goals (`config.test_tasks` of the trained checkpoint) with the common
 protocol (`hf_ad.experiments.common.play`: `seeds` evaluation seeds, actions sampled).
@@ -44,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 ENV_ID = DARK_ROOM
 HISTORIES_DIR = "histories"
+RUNS_DIR = "runs"
 EVALUATION_FILE = "evaluation.json"
 KEY_PLACEHOLDER = "<key>"  # the --out of the command the histories' key is hashed from
 
@@ -64,11 +67,6 @@ class Arm:
     value: Any
     data: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
-
-    @property
-    def folder_name(self) -> str:
-        """The arm's run folder name: its value, safe as a file name."""
-        return str(self.value).replace("/", "-").replace(" ", "-")
 
 
 @dataclass(frozen=True)
@@ -111,6 +109,10 @@ def selected_arms(arms: tuple[Arm, ...], wanted: str | None, experiment: str) ->
     return tuple(by_value[name] for name in names)
 
 
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def histories_for(arm: Arm, plan: Budget, work_dir: str) -> Path:
     """Generate (or reuse) the arm's histories on the training goals; returns the complete folder."""
     data = dict(arm.data)
@@ -120,9 +122,22 @@ def histories_for(arm: Arm, plan: Budget, work_dir: str) -> Path:
     source_options = default_source_options(ENV_ID, config.source_name)
     source_options.update(histories_per_task=plan.histories_per_task, episodes=plan.source_episodes, **data)
     source_config = SOURCES[config.source_name][1](**source_options)
-    key = hashlib.sha256(generate_command(config, source_config).encode()).hexdigest()[:16]
-    folder = Path(work_dir) / HISTORIES_DIR / key
+    folder = Path(work_dir) / HISTORIES_DIR / short_hash(generate_command(config, source_config))
     return generate_histories(dataclasses.replace(config, out=str(folder)), source_config, progress=False)
+
+
+def own_training_options(arm: Arm) -> dict:
+    """The arm's training options that differ from the recipe's (the same run is then one folder)."""
+    recipe = recipe_for(ENV_ID).training
+    missing = object()
+    return {name: value for name, value in arm.train.items() if getattr(recipe, name, missing) != value}
+
+
+def run_folder(arm: Arm, plan: Budget, dataset: Path, seed: int, work_dir: str) -> Path:
+    """`<work_dir>/runs/<histories key>-<hash of the training options and the budget>`."""
+    options = {"train": own_training_options(arm), "steps": plan.steps, "batch_size": plan.batch_size}
+    key = short_hash(json.dumps({**options, "seed": seed}, sort_keys=True))
+    return Path(work_dir) / RUNS_DIR / f"{dataset.name}-{key}"
 
 
 def train_arm(arm: Arm, plan: Budget, dataset: Path, run_dir: Path, seed: int) -> Path:
@@ -136,7 +151,7 @@ def train_arm(arm: Arm, plan: Budget, dataset: Path, run_dir: Path, seed: int) -
         report_to="none",
         save_steps=max(plan.steps // 8, 1),
         resume=True,
-        **arm.train,
+        **own_training_options(arm),
     )
     return train(config)
 
@@ -169,20 +184,21 @@ def evaluate_arm(final: Path, held_out: Setting, config: ExperimentConfig, run_d
 
 @dataclass
 class TrainedArm:
-    """An arm after training: its final folder, the histories it trained on, and the settings used."""
+    """An arm after training: its run folder, final folder and the histories it trained on."""
 
     arm: Arm
+    run_dir: Path
     final: Path
     histories: Path
 
 
 def run_arm(arm: Arm, plan: Budget, config: ExperimentConfig, experiment: str) -> TrainedArm:
     """Histories, then training, for one arm (each cached; see the module docstring)."""
-    run_dir = Path(config.work_dir) / experiment / arm.folder_name
     dataset = histories_for(arm, plan, config.work_dir)
+    run_dir = run_folder(arm, plan, dataset, config.seed, config.work_dir)
     logger.info("%s, arm %s: training in %s", experiment, arm.label, run_dir)
     final = train_arm(arm, plan, dataset, run_dir, config.seed)
-    return TrainedArm(arm, final, dataset)
+    return TrainedArm(arm, run_dir, final, dataset)
 
 
 def budget_record(plan: Budget) -> dict[str, Any]:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 from transformers import AutoConfig
 
 from hf_ad.envs import in_training_region
 from hf_ad.experiments.arms import Arm, arm_setting, budget, budget_record, evaluate_arm, run_arm
 from hf_ad.experiments.common import (
     ExperimentConfig,
+    Setting,
     curves,
     episodes_until,
     finish,
@@ -39,6 +41,28 @@ ARM = Arm("AD, regions split", "regions", data={"task_split": "regions"})
 GROUPS = ("in-region", "out-of-region")
 
 
+def regions(held_out: Setting, num_tasks: int | None) -> dict[str, list[tuple]]:
+    """The held-out goals by group, in-region first; the first `num_tasks` of each group."""
+    inside = [in_training_region(held_out.env_id, task) for task in held_out.tasks]
+    return {
+        GROUPS[0]: [task for task, isin in zip(held_out.tasks, inside, strict=True) if isin][:num_tasks],
+        GROUPS[1]: [task for task, isin in zip(held_out.tasks, inside, strict=True) if not isin][:num_tasks],
+    }
+
+
+def group_scores(returns: np.ndarray, held_out: Setting, tasks: list[tuple]) -> dict:
+    """Curves and discovery times of the streams of `tasks` (a part of `held_out.tasks`) in `returns`
+    `(seeds * tasks, episodes)`: each seed's run scored over `tasks` alone."""
+    columns = [held_out.tasks.index(task) for task in tasks]
+    by_seed = returns.reshape(held_out.seeds, len(held_out.tasks), -1)[:, columns]  # (seeds, T, E)
+    picked = by_seed.reshape(-1, by_seed.shape[-1])  # (seeds * T, E)
+    optimal = np.array([held_out.oracle([task]) for task in tasks] * held_out.seeds)  # (seeds * T,)
+    return curves(picked, held_out.seeds) | {
+        "first_reward": episodes_until(first_episode_at_least(picked, 1.0)),
+        "half_optimal": episodes_until(first_episode_at_least(picked, optimal / 2)),
+    }
+
+
 def run(config: ExperimentConfig, command: str) -> dict:
     config = dataclasses.replace(
         config,
@@ -49,43 +73,33 @@ def run(config: ExperimentConfig, command: str) -> dict:
         raise ValueError(f"--arms does not apply to {NAME} (one model); leave it out")
     plan = budget(config, STEPS)
     trained = run_arm(ARM, plan, config, NAME)
-    all_held_out = arm_setting(trained.final, dataclasses.replace(config, num_tasks=None))
-    by_group = {
-        group: [
-            task for task in all_held_out.tasks if in_training_region(all_held_out.env_id, task) == inside
-        ]
-        for group, inside in zip(GROUPS, (True, False), strict=True)
-    }
-    by_group = {group: tasks[: config.num_tasks] for group, tasks in by_group.items()}
+    by_group = regions(
+        arm_setting(trained.final, dataclasses.replace(config, num_tasks=None)), config.num_tasks
+    )
     held_out = arm_setting(
         trained.final, config, tasks=[task for tasks in by_group.values() for task in tasks]
     )
-    run_dir = Path(config.work_dir) / NAME / ARM.folder_name
-    returns = evaluate_arm(trained.final, held_out, config, run_dir)  # (seeds * tasks, episodes)
-    learned = source_returns(held_out, config.episodes, config.seed)  # (seeds * tasks, episodes)
-    groups, bands, levels = {}, [], []
-    first = 0
-    for group, tasks in by_group.items():
-        columns = slice(first, first + len(tasks))
-        first += len(tasks)
-        group_oracle = held_out.oracle(tasks)
-        methods = {}
-        for label, method_returns in (("AD", returns), ("Q-learning", learned)):
-            picked = method_returns.reshape(config.seeds, len(held_out.tasks), -1)[
-                :, columns
-            ]  # (seeds, T, E)
-            picked = picked.reshape(-1, picked.shape[-1])  # (seeds * T, E)
-            optimal = [held_out.oracle([task]) for task in tasks] * config.seeds  # (seeds * T,)
-            methods[label] = curves(picked, config.seeds) | {
-                "first_reward": episodes_until(first_episode_at_least(picked, 1.0)),
-                "half_optimal": episodes_until(first_episode_at_least(picked, [o / 2 for o in optimal])),
-            }
-            curve = methods[label]
-            bands.append(
-                Band(range(1, len(curve["mean"]) + 1), curve["mean"], curve["std"], f"{label}, {group}")
-            )
-        levels.append(Level(group_oracle, f"oracle, {group}", "black", "--" if group == GROUPS[0] else ":"))
-        groups[group] = {"tasks": [list(task) for task in tasks], "oracle": group_oracle, "methods": methods}
+    returns = {
+        "AD": evaluate_arm(trained.final, held_out, config, trained.run_dir),  # (seeds * tasks, episodes)
+        "Q-learning": source_returns(held_out, config.episodes, config.seed),  # (seeds * tasks, episodes)
+    }
+    groups = {
+        group: {
+            "tasks": [list(task) for task in tasks],
+            "oracle": held_out.oracle(tasks),
+            "methods": {label: group_scores(r, held_out, tasks) for label, r in returns.items()},
+        }
+        for group, tasks in by_group.items()
+    }
+    methods = {f"{label}, {group}": g["methods"][label] for group, g in groups.items() for label in returns}
+    bands = [
+        Band(range(1, len(curve["mean"]) + 1), curve["mean"], curve["std"], label)
+        for label, curve in methods.items()
+    ]
+    levels = [
+        Level(g["oracle"], f"oracle, {group}", "black", style)
+        for (group, g), style in zip(groups.items(), ("--", ":"), strict=True)
+    ]
     title = f"Regions split: held-out goals in and out of the training region, {config.seeds} seeds"
     save_band_plot(f"{config.out}/returns.png", bands, title, levels=levels)
     results = {
@@ -95,8 +109,6 @@ def run(config: ExperimentConfig, command: str) -> dict:
         "histories": str(trained.histories),
         "train_tasks": AutoConfig.from_pretrained(trained.final).train_tasks,
         "groups": groups,
-        "methods": {
-            f"{label}, {group}": g["methods"][label] for group, g in groups.items() for label in g["methods"]
-        },
+        "methods": methods,
     }
     return finish(NAME, command, config, held_out, results)
