@@ -165,5 +165,9 @@ def test_bad_arms_and_budgets_are_named(tmp_path, capsys):
     ]
     assert cli.main(argv) == 2
     assert "ablation-tasks has the arms" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="ablation-tasks trains its own models and does not read --model"):
+        run_experiment("ablation-tasks", ExperimentConfig(model="pretrained/ad-darkroom"))
+    with pytest.raises(ValueError, match="heuristic trains nothing and does not read --steps, --work-dir"):
+        run_experiment("heuristic", ExperimentConfig(steps=5, work_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="--arms does not apply to ood"):
         run_experiment("ood", ExperimentConfig(out=str(tmp_path), work_dir=str(tmp_path), arms="1"))

@@ -31,10 +31,31 @@ TRAINING_EXPERIMENTS = (*ablation.NAMES, ood.NAME)
 EVALUATION_EXPERIMENTS = tuple(name for name in EXPERIMENTS if name not in TRAINING_EXPERIMENTS)
 
 
+# ExperimentConfig fields that only one kind of experiment reads.
+EVALUATION_ONLY = ("model", "ed_model", "switch_episode", "reward_prob")
+TRAINING_ONLY = ("steps", "batch_size", "histories_per_task", "source_episodes", "arms", "work_dir")
+
+
+def check_flags(name: str, config: ExperimentConfig) -> None:
+    """Refuse flags the experiment would ignore (e.g. `--model` for an experiment that trains its own)."""
+    ignored = EVALUATION_ONLY if name in TRAINING_EXPERIMENTS else TRAINING_ONLY
+    defaults = ExperimentConfig()
+    given = [field for field in ignored if getattr(config, field) != getattr(defaults, field)]
+    if given:
+        flags = ", ".join("--" + field.replace("_", "-") for field in given)
+        kind = "trains its own models" if name in TRAINING_EXPERIMENTS else "trains nothing"
+        raise ValueError(f"{name} {kind} and does not read {flags}; leave it out")
+
+
 def run_experiment(name: str, config: ExperimentConfig) -> dict:
-    """Run experiment `name` (a key of `EXPERIMENTS`) and return its results."""
+    """Run experiment `name` (a key of `EXPERIMENTS`) and return its results.
+
+    Raises:
+        ValueError: an unknown experiment, or a flag it does not read.
+    """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; expected one of {sorted(EXPERIMENTS)}")
+    check_flags(name, config)
     return EXPERIMENTS[name](config, experiment_command(name, config))
 
 

@@ -105,7 +105,7 @@ class ExperimentConfig:
     )
     work_dir: str = field(
         default="runs/experiments",
-        metadata={"help": "Training experiments: where histories (histories/) and each arm's run folder go."},
+        metadata={"help": "Training experiments: where the histories (histories/) and runs (runs/) go."},
     )
 
     def __post_init__(self):
