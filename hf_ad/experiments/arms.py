@@ -58,8 +58,9 @@ class Arm:
     Args:
         label: legend label, e.g. "context 2 episodes".
         value: the factor's value (for results.json and `--arms`), e.g. 2.
-        data: `GenerateConfig` fields (`source`, `task_split`) and source-config fields (`keep_every`,
-            `histories_per_task`, `episodes`) that differ from the recipe's dataset.
+        data: `GenerateConfig` fields (`source`, `task_split`) and source-config fields (`keep_every`, ...)
+            that differ from the recipe's dataset; the data's size (`histories_per_task`, `episodes`) is the
+            budget's, the same for every arm.
         train: `TrainConfig` fields that differ from the recipe's training (`sliding_window`, ...).
     """
 
