@@ -407,12 +407,13 @@ def load_checkpoint(folder: Path, model, optimizer) -> dict:
 
 
 def check_resume(cfg: RL2TrainConfig, output_dir: Path) -> None:
-    """A resumed run must have been started with the same settings (`resume`/`overwrite`/`progress` aside)."""
+    """A resumed run must have been started with the same settings, but for the budget (`total_trials`),
+    `save_every`, `progress` and where the run folder lives."""
     path = output_dir / constants.TRAIN_CONFIG
     if not path.is_file():
         raise ValueError(f"--resume: {str(output_dir)!r} holds no {constants.TRAIN_CONFIG}; drop --resume")
     recorded = json.loads(path.read_text())
-    ignored = {"resume", "overwrite", "progress", "output_dir"}
+    ignored = {"resume", "overwrite", "progress", "output_dir", "total_trials", "save_every"}
     changed = {
         k: (recorded.get(k), v)
         for k, v in dataclasses.asdict(cfg).items()
@@ -471,8 +472,9 @@ def train_rl2(cfg: RL2TrainConfig) -> Path:
     final = output_dir / constants.FINAL_DIR
     if cfg.resume:
         check_resume(cfg, output_dir)
-        if (final / constants.TRAINER_STATE).is_file():
-            return final
+        finished = final / constants.TRAINER_STATE
+        if finished.is_file() and json.loads(finished.read_text())["trial"] >= cfg.total_trials:
+            return final  # done; a larger --total-trials continues from the newest checkpoint
     else:
         check_output_dir(cfg)
         remove_run(output_dir)
