@@ -69,9 +69,13 @@ class RL2TrainConfig:
         },
     )
     total_trials: int = field(
-        default=600, metadata={"help": "Trials to train on, per env: the budget (see docs/RL2.md)."}
+        default=240,
+        metadata={
+            "help": "Rounds of --num-envs trials played at once: the budget (240 rounds of 256 trials of "
+            "1000 steps = 61M steps, planned for 90 minutes on 2 CPU cores: docs/RL2.md)."
+        },
     )
-    num_envs: int = field(default=128, metadata={"help": "Trials played at once (one batched env)."})
+    num_envs: int = field(default=256, metadata={"help": "Trials played at once (one batched env)."})
     episodes_per_trial: int = field(
         default=50, metadata={"help": "Episodes of one task per trial; the GRU state runs across them."}
     )
