@@ -28,6 +28,7 @@ from hf_ad.demo import DemoConfig, run_demo
 from hf_ad.evaluation import EvaluateConfig, evaluate, summary_lines
 from hf_ad.experiments import EXPERIMENTS, ExperimentConfig, experiment_summary, run_experiment
 from hf_ad.processes import current_processes
+from hf_ad.rl2_training import RL2TrainConfig, train_rl2
 from hf_ad.training import TrainConfig, run_command, train
 from hf_ad.video import VideoConfig, make_video
 
@@ -131,6 +132,14 @@ def train_command(argv: list[str]) -> int:
     final = train_and_push(argv, prog="hf-ad train")
     if PartialState().is_main_process:  # once, not once per process of `accelerate launch`
         print(f"final model written to {final}")
+    return 0
+
+
+@command("train-rl2", "train the RL² baseline (recurrent PPO across trials) on an env's training tasks")
+def train_rl2_command(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    final = train_rl2(parse_dataclass(RL2TrainConfig, argv, prog="hf-ad train-rl2"))
+    print(f"final model written to {final}")
     return 0
 
 

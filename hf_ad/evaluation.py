@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 SUMMARY_RANGES = ((1, 10), (41, 50), (191, 200))
 LAST_EPISODES = 100
 FALLBACK_SOURCE = "q_learning"
+# A checkpoint under --model that is not AD is labelled by its model type (the RL² baseline).
+METHOD_LABELS = {"rl2": "RL²"}
 
 
 @dataclass
@@ -586,7 +588,7 @@ def evaluate(
             runs.append(checkpoint_runs)
         if runs:
             methods[method] = {
-                "label": method,
+                "label": METHOD_LABELS.get(AutoConfig.from_pretrained(paths[0]).model_type, method),
                 "checkpoints": list(paths),
                 **curve_stats(np.concatenate(runs)),
             }

@@ -23,6 +23,10 @@ for _ in range(100 * 20):  # 100 episodes of 20 steps
 
 One call of `act` is one `(B, 1)` model step over all streams; `observe` must follow each `act` before
 the next (the pair is one transition of the stream).
+
+A recurrent model (`hf_ad.modeling_rl2.RL2Model`, the RL² baseline) plays through the same agent: its
+`new_cache()` is its recurrent state, and, as it says with `reads_episode_ends = True`, each step also gets
+`prev_dones`, which of the streams' previous steps ended an episode (from `observe(..., episode_ended)`).
 """
 
 from __future__ import annotations
@@ -133,7 +137,7 @@ class RecomputedContext:
 
     def __init__(self, length: int | None):
         self.length = length
-        self.tokens: list[torch.Tensor] | None = None  # observations, prev_actions, prev_rewards: (B, T, ...)
+        self.tokens: list[torch.Tensor] | None = None  # the model's step inputs, each (B, T, ...)
 
     def append(self, *tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Add `(B, T, ...)` tokens and return the context to recompute, oldest first."""
@@ -177,6 +181,8 @@ class InContextAgent:
             )
         self.model = model.eval()
         self.config = model.config
+        # A recurrent model (RL²) also reads which previous steps ended an episode (`prev_dones`).
+        self.reads_episode_ends = bool(getattr(model, "reads_episode_ends", False))
         self.greedy = greedy
         self.use_cache = use_cache
         self.context_length = context_length
@@ -258,6 +264,7 @@ class InContextAgent:
             (self.num_streams, 1), self.config.num_actions, dtype=torch.long, device=self.device
         )
         self.prev_reward = torch.zeros((self.num_streams, 1), dtype=self.model.dtype, device=self.device)
+        self.prev_done = torch.zeros((self.num_streams, 1), dtype=self.model.dtype, device=self.device)
         self._pending_action = None
 
     @torch.inference_mode()
@@ -273,6 +280,11 @@ class InContextAgent:
         if self._pending_action is not None:
             raise RuntimeError(
                 "prefill() after act() without observe(): observe the last actions' rewards first"
+            )
+        if self.reads_episode_ends:
+            raise ValueError(
+                f"{type(self.model).__name__} reads episode ends, which a prompt does not carry: prompting "
+                "is for AD and ED models; play the recurrent model from an empty state"
             )
         prompt = check_prompt(prompt, self.config, self.num_streams)
         observations = self._tensor(prompt["observations"], self._observation_dtype)  # (B, P, *obs)
@@ -320,13 +332,12 @@ class InContextAgent:
             )
         observation = observation.reshape(self.num_streams, 1, *self.config.observation_shape)
         observation = observation.to(self._observation_dtype)  # (B, 1, *obs)
+        inputs = self._step_inputs(observation)
         if self.use_cache:
-            output = self.model(
-                observation, self.prev_action, self.prev_reward, past_key_values=self.cache, use_cache=True
-            )
+            output = self.model(**inputs, past_key_values=self.cache, use_cache=True)
         else:
-            tokens = self.context.append(observation, self.prev_action, self.prev_reward)
-            output = self.model(*tokens, use_cache=False)
+            tokens = self.context.append(*inputs.values())
+            output = self.model(**dict(zip(inputs, tokens, strict=True)), use_cache=False)
         logits = output.logits[:, -1]  # (B, A)
         if self.greedy if greedy is None else greedy:
             action = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
@@ -335,6 +346,18 @@ class InContextAgent:
             action = self._sample(probs)  # (B, 1)
         self._pending_action = action
         return action.view(-1).cpu().numpy()
+
+    def _step_inputs(self, observation: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's inputs for one `(B, 1)` step: the observation, previous action and reward (and, for a
+        model that reads them, which previous steps ended an episode)."""
+        inputs = {
+            "observations": observation,
+            "prev_actions": self.prev_action,
+            "prev_rewards": self.prev_reward,
+        }
+        if self.reads_episode_ends:
+            inputs["prev_dones"] = self.prev_done  # (B, 1)
+        return inputs
 
     def _sample(self, probs: torch.Tensor) -> torch.Tensor:
         """One action per stream from `probs (B, A)`, drawn as in a run of `total_streams` streams (the other
@@ -352,8 +375,9 @@ class InContextAgent:
         """Record the outcome of the last `act`: the reward of every stream, and which episodes ended.
 
         The transition (observation, action, reward) becomes part of the context; the context does NOT
-        restart at an episode end (the paper's protocol). `episode_ended` (`(num_streams,)` bool) only
-        counts episodes, in `self.episodes`.
+        restart at an episode end (the paper's protocol). `episode_ended` (`(num_streams,)` bool) counts
+        episodes, in `self.episodes`; a model that reads episode ends (RL²) also gets it with the next step,
+        so for such a model it is required.
         """
         if self._pending_action is None:
             raise RuntimeError("observe() without act(): call act(observations) first")
@@ -363,11 +387,18 @@ class InContextAgent:
         check_finite(
             "rewards", rewards, "the env returned NaN or inf rewards; check the env's reward function"
         )
+        if episode_ended is None and self.reads_episode_ends:
+            raise ValueError(
+                f"{type(self.model).__name__} reads episode ends: pass observe(rewards, episode_ended) with "
+                "terminated | truncated of every stream"
+            )
+        ended = np.zeros(self.num_streams, dtype=bool)
         if episode_ended is not None:
             ended = np.asarray(episode_ended, dtype=bool).reshape(-1)
             if ended.shape != (self.num_streams,):
                 raise ValueError(f"episode_ended must have shape ({self.num_streams},), got {ended.shape}")
             self.episodes += ended
+        self.prev_done = torch.from_numpy(ended).to(self.device, self.model.dtype).reshape(-1, 1)
         self.prev_action = self._pending_action
         self.prev_reward = torch.from_numpy(rewards).to(self.device, self.model.dtype).reshape(-1, 1)
         self._pending_action = None

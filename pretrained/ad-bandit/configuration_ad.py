@@ -37,6 +37,58 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def plain_env_fields(config: PreTrainedConfig) -> None:
+    """Make a config's env metadata (`env_kwargs`, `train_tasks`, `test_tasks`) JSON-friendly, in place."""
+    config.env_kwargs = _plain(config.env_kwargs) if config.env_kwargs is not None else {}
+    config.train_tasks = _plain(config.train_tasks) if config.train_tasks is not None else []
+    config.test_tasks = _plain(config.test_tasks) if config.test_tasks is not None else []
+
+
+def check_env_fields(config: PreTrainedConfig) -> None:
+    """Raise a `ValueError` naming the first invalid env metadata field (`env_id`, `env_kwargs`, tasks)."""
+    if config.env_id is not None and not isinstance(config.env_id, str):
+        raise ValueError(f"env_id must be a string or None, got {config.env_id!r}")
+    if not isinstance(config.env_kwargs, dict):
+        raise ValueError(f"env_kwargs must be a dict, got {config.env_kwargs!r}")
+    for name in ("train_tasks", "test_tasks"):
+        tasks = getattr(config, name)
+        if not isinstance(tasks, list) or not all(isinstance(task, list) for task in tasks):
+            raise ValueError(f"{name} must be a list of tasks, each a list of numbers, got {tasks!r}")
+
+
+def check_observation_spec(kind: str, nvec: list[int] | None, shape: list[int] | None) -> None:
+    """Raise a `ValueError` unless `observation_type` `kind`, `observation_nvec` and `observation_shape`
+    describe one observation space (see `ADConfig`'s arguments)."""
+    if kind not in OBSERVATION_TYPES:
+        raise ValueError(f"observation_type must be one of {OBSERVATION_TYPES}, got {kind!r}")
+    if shape is None or not all(isinstance(size, int) and size >= 1 for size in shape):
+        raise ValueError(f"observation_shape must be a list of positive integers, got {shape!r} for {kind!r}")
+    if kind in DISCRETE_OBSERVATION_TYPES:
+        if not nvec or not all(isinstance(size, int) and size >= 1 for size in nvec):
+            raise ValueError(
+                f"observation_nvec must be a non-empty list of positive integers for {kind!r} "
+                f"observations, got {nvec!r}"
+            )
+        if kind == "discrete" and len(nvec) != 1:
+            raise ValueError(f"observation_nvec must be [n] for 'discrete' observations, got {nvec!r}")
+        expected = [] if kind == "discrete" else [len(nvec)]
+        if shape != expected:
+            raise ValueError(
+                f"observation_shape must be {expected} for {kind!r} observations with observation_nvec "
+                f"{nvec}, got {shape!r}"
+            )
+        return
+    if nvec is not None:
+        raise ValueError(
+            f"observation_nvec applies to discrete and multi_discrete observations only, got {nvec!r} "
+            f"with observation_type={kind!r} (pass observation_nvec=None)"
+        )
+    expected_rank = 1 if kind == "vector" else 3
+    if len(shape) != expected_rank:
+        layout = "[d]" if kind == "vector" else "[H, W, C]"
+        raise ValueError(f"observation_shape must be {layout} for {kind!r} observations, got {shape!r}")
+
+
 class ADConfig(PreTrainedConfig):
     r"""
     Configuration of an [`ADModel`]: the causal transformer of Algorithm Distillation, which reads a
@@ -148,9 +200,7 @@ class ADConfig(PreTrainedConfig):
             kwargs.pop("custom_pipelines", None)
         self.observation_nvec = _plain(self.observation_nvec)
         self.observation_shape = _plain(self.observation_shape)
-        self.env_kwargs = _plain(self.env_kwargs) if self.env_kwargs is not None else {}
-        self.train_tasks = _plain(self.train_tasks) if self.train_tasks is not None else []
-        self.test_tasks = _plain(self.test_tasks) if self.test_tasks is not None else []
+        plain_env_fields(self)
         if self.observation_shape is None and self.observation_type in DISCRETE_OBSERVATION_TYPES:
             nvec = self.observation_nvec or []
             self.observation_shape = [] if self.observation_type == "discrete" else [len(nvec)]
@@ -192,50 +242,10 @@ class ADConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if not isinstance(self.reward_scale, (int, float)) or not math.isfinite(self.reward_scale):
             raise ValueError(f"reward_scale must be a finite number, got {self.reward_scale!r}")
-        self._check_observation_spec()
-        if self.env_id is not None and not isinstance(self.env_id, str):
-            raise ValueError(f"env_id must be a string or None, got {self.env_id!r}")
-        if not isinstance(self.env_kwargs, dict):
-            raise ValueError(f"env_kwargs must be a dict, got {self.env_kwargs!r}")
-        for name in ("train_tasks", "test_tasks"):
-            tasks = getattr(self, name)
-            if not isinstance(tasks, list) or not all(isinstance(task, list) for task in tasks):
-                raise ValueError(f"{name} must be a list of tasks, each a list of numbers, got {tasks!r}")
-
-    def _check_observation_spec(self) -> None:
-        kind, nvec, shape = self.observation_type, self.observation_nvec, self.observation_shape
-        if kind not in OBSERVATION_TYPES:
-            raise ValueError(f"observation_type must be one of {OBSERVATION_TYPES}, got {kind!r}")
-        if shape is None or not all(isinstance(size, int) and size >= 1 for size in shape):
-            raise ValueError(
-                f"observation_shape must be a list of positive integers, got {shape!r} for {kind!r}"
-            )
-        if kind in DISCRETE_OBSERVATION_TYPES:
-            if not nvec or not all(isinstance(size, int) and size >= 1 for size in nvec):
-                raise ValueError(
-                    f"observation_nvec must be a non-empty list of positive integers for {kind!r} "
-                    f"observations, got {nvec!r}"
-                )
-            if kind == "discrete" and len(nvec) != 1:
-                raise ValueError(f"observation_nvec must be [n] for 'discrete' observations, got {nvec!r}")
-            expected = [] if kind == "discrete" else [len(nvec)]
-            if shape != expected:
-                raise ValueError(
-                    f"observation_shape must be {expected} for {kind!r} observations with observation_nvec "
-                    f"{nvec}, got {shape!r}"
-                )
-            return
-        if nvec is not None:
-            raise ValueError(
-                f"observation_nvec applies to discrete and multi_discrete observations only, got {nvec!r} "
-                f"with observation_type={kind!r} (pass observation_nvec=None)"
-            )
-        expected_rank = 1 if kind == "vector" else 3
-        if len(shape) != expected_rank:
-            layout = "[d]" if kind == "vector" else "[H, W, C]"
-            raise ValueError(f"observation_shape must be {layout} for {kind!r} observations, got {shape!r}")
+        check_observation_spec(self.observation_type, self.observation_nvec, self.observation_shape)
+        check_env_fields(self)
 
 
 ADConfig.register_for_auto_class()
 
-__all__ = ["ADConfig"]
+__all__ = ["ADConfig", "check_env_fields", "check_observation_spec", "plain_env_fields"]
