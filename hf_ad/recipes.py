@@ -126,9 +126,9 @@ DARK_ROOM_HARD_RECIPE = Recipe(
         "The appendix's attention dropout for this env (0) and 4 episodes (80 transitions) of context, but "
         "no token masking and no label smoothing (the appendix: 0.5 and 0.2), measured: with the appendix's "
         "values AD did not learn in context (`hf-ad evaluate --episodes 200 --seeds 2`, 58 held-out goals: "
-        "0.08 over episodes 1-10, 0.10 over 191-200, the random policy 0.04). The source is "
-        "batched tabular Q-learning (optimistic "
-        "value 1: a far goal is worth less than Dark Room's optimism of 5) instead of A3C, 10 histories per "
+        "0.08 over episodes 1-10, 0.10 over 191-200, the random policy 0.04). The source is batched tabular "
+        "Q-learning (optimistic value 1: a far goal is worth less than Dark Room's optimism of 5) instead of "
+        "A3C, 10 histories per "
         "training goal of 1000 episodes (it learns over ~1000 here), every 10th kept. Feed-forward 256 and "
         "a global batch of 64 instead of 2048 and 128, as for Dark Room, to fit 2 CPU cores."
     ),
@@ -151,7 +151,7 @@ KEY_TO_DOOR_RECIPE = Recipe(
         "all, to fit 20 seeds on 2 cores."
     ),
 )
-"""Dark Key-to-Door: not trained yet in this release; where it departs from the paper: `departures`."""
+"""Dark Key-to-Door: not trained yet; where it departs from the paper: `departures`."""
 
 BANDIT_RECIPE = Recipe(
     constants.BANDIT,
