@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from datasets.info import DatasetInfosDict
@@ -228,7 +229,12 @@ def sample_view_rows(folder: Path, metadata: dict) -> list[np.ndarray]:
     history_ids = index.column(constants.HISTORY_ID).to_numpy()  # (N,)
     episodes = index.column(constants.EPISODE).to_numpy()  # (N,)
     in_history = history_ids == history_ids[0]  # (N,) a history's rows are contiguous, in time order
-    observations = pq.read_table(path, columns=[constants.OBSERVATION]).column(constants.OBSERVATION)
+    first_rows = int(np.flatnonzero(in_history)[-1]) + 1  # only these are read: the shard may hold GBs of views
+    reader = pq.ParquetFile(path).iter_batches(batch_size=first_rows, columns=[constants.OBSERVATION])
+    batches = [next(reader)]
+    while sum(batch.num_rows for batch in batches) < first_rows:  # a batch ends at its row group's end
+        batches.append(next(reader))
+    observations = pa.Table.from_batches(batches).column(constants.OBSERVATION)
     rows = []
     for episode in sorted({int(episodes[in_history].min()), int(episodes[in_history].max())}):
         steps = np.flatnonzero(in_history & (episodes == episode))  # (L,) its rows, step 0 first

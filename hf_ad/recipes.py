@@ -193,7 +193,15 @@ PIXEL_WATERMAZE_RECIPE = Recipe(
     # 4-episode window (200 transitions) spans 40 of the source's episodes: visible progress through the
     # first ~150. 650,000 stored transitions of 2352 bytes (1.5 GB of frames in RAM when training).
     DatasetDefaults("q_learning", 8, 250, 10),
-    TrainingRecipe(max_steps=2400, batch_size=16, context=400, sliding_window=200, max_context=400),
+    TrainingRecipe(
+        max_steps=2400,
+        batch_size=16,
+        context=400,
+        sliding_window=200,
+        max_context=400,
+        attention_dropout=0.0,
+        token_mask_prob=0.0,
+    ),
     EvaluationRecipe(episodes=100),
 )
 """Pixel Watermaze (issue 15): the paper's Watermaze role, AD from 28x28x3 first-person images. 4 episodes

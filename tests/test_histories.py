@@ -290,6 +290,21 @@ def test_metadata_records_each_shards_checksum(folder):
     validate_histories(folder, verify=True)
 
 
+def test_image_shards_are_written_in_bounded_row_groups(tmp_path, monkeypatch):
+    """The parquet writer's memory grows with the row group: image rows go in groups of ROW_GROUP_BYTES."""
+    views = np.arange(100 * 28 * 28 * 3, dtype=np.int64).astype(np.uint8).reshape(100, 28, 28, 3)
+    image_type = pa.list_(pa.list_(pa.list_(pa.uint8(), 3), 28), 28)
+    table = pa.table({constants.OBSERVATION: histories._fixed_size_array(views, image_type)})
+    monkeypatch.setattr(histories, "ROW_GROUP_BYTES", 30 * table.nbytes // 100)  # 30 rows a group
+    histories.write_shard(tmp_path / "pixels.parquet", table)
+    written = pq.ParquetFile(tmp_path / "pixels.parquet")
+    assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [30, 30, 30, 10]
+    np.testing.assert_array_equal(histories.column_to_numpy(written.read()[constants.OBSERVATION]), views)
+    small = pa.table({constants.ACTION: np.arange(100, dtype=np.int64)})  # far below the bound: one group
+    histories.write_shard(tmp_path / "actions.parquet", small)
+    assert pq.ParquetFile(tmp_path / "actions.parquet").num_row_groups == 1
+
+
 def _rerun_recorded_command(folder, out) -> int:
     """`hf-ad generate` with the command recorded in `folder`'s metadata, pointed at `out`."""
     argv = shlex.split(_metadata(folder)["command"])[2:]
@@ -578,6 +593,13 @@ def test_load_histories_from_a_hub_repo_id(folder, tmp_path):
         "rows = list(streamed)\n"
         "assert rows == list(dataset) and len(rows) == metadata['splits']['test']['num_rows'], len(rows)\n"
         "print(metadata['source'], len(rows))\n"
+        # training reads the same path: the repo id's memory-mapped download, no copy of the folder
+        "from hf_ad import cli\n"
+        f"argv = ['train', '--dataset', 'org/dark-room', '--output-dir', {str(tmp_path / 'run')!r}]\n"
+        "argv += ['--max-steps', '1', '--batch-size', '2', '--context', '10', '--save-steps', '0']\n"
+        "argv += ['--report-to', 'none', '--hidden-size', '16', '--num-hidden-layers', '1']\n"
+        "argv += ['--num-attention-heads', '2', '--intermediate-size', '32', '--sliding-window', '4']\n"
+        "assert cli.main(argv) == 0\n"
     )
     with serve_local_hub({"org/dark-room": (folder, "dataset")}, tmp_path / "hub") as endpoint:
         result = subprocess.run(
@@ -587,7 +609,9 @@ def test_load_histories_from_a_hub_repo_id(folder, tmp_path):
             text=True,
         )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["q_learning", str(16 * 3 * 20)]
+    assert result.stdout.split()[:2] == ["q_learning", str(16 * 3 * 20)]
+    trained = json.loads((tmp_path / "run" / constants.TRAIN_CONFIG).read_text())
+    assert trained["dataset"] == "org/dark-room" and (tmp_path / "run" / constants.FINAL_DIR).is_dir()
 
 
 def _imports(module) -> tuple[set[str], set[str]]:
