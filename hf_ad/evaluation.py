@@ -54,9 +54,11 @@ from hf_ad.video import VideoConfig, make_video
 logger = logging.getLogger(__name__)
 
 # Episode ranges (1-based, inclusive) summarised in results.json and the model card: early, the paper's
-# "episode 200" point, plus the last 100 episodes (added per run, clipped to the episodes played).
+# "episode 200" point, plus the last 100 episodes (added per run, clipped to the episodes played); a run of
+# 50 to 100 episodes also reports its last 10 (Pixel Watermaze's bar: episodes 91-100 against 1-10).
 SUMMARY_RANGES = ((1, 10), (41, 50), (191, 200))
 LAST_EPISODES = 100
+SHORT_RUN_LAST_EPISODES = 10
 FALLBACK_SOURCE = "q_learning"
 # A checkpoint under --model that is not AD is labelled by its model type (the RL² baseline).
 METHOD_LABELS = {"rl2": "RL²"}
@@ -163,9 +165,13 @@ class EvaluateConfig:
 
 
 def episode_ranges(episodes: int) -> list[tuple[int, int]]:
-    """The summary ranges that fit in `episodes`, plus the last `LAST_EPISODES` (1-based, inclusive)."""
+    """The summary ranges that fit in `episodes`, plus the last `LAST_EPISODES` (1-based, inclusive), and
+    the last `SHORT_RUN_LAST_EPISODES` of a run of 50 to `LAST_EPISODES` episodes."""
     ranges = [(first, last) for first, last in SUMMARY_RANGES if last <= episodes]
     final = (max(1, episodes - LAST_EPISODES + 1), episodes)
+    short_final = (episodes - SHORT_RUN_LAST_EPISODES + 1, episodes)
+    if final[0] == 1 and episodes >= 5 * SHORT_RUN_LAST_EPISODES and short_final not in ranges:
+        ranges.append(short_final)
     if final not in ranges:
         ranges.append(final)
     return ranges

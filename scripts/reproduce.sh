@@ -43,13 +43,16 @@ mkdir -p "$OUT"
 "$BIN/hf-ad" generate --env "$ENV_ID" --out "$OUT/$NAME-histories"
 "$BIN/hf-ad" generate --env "$ENV_ID" --source expert --out "$OUT/$NAME-expert"
 
-train() {  # train DATASET RUN: the recipe's number of processes, log in $OUT/RUN.log
-    local program=("$BIN/hf-ad" train)
+launch() {  # launch COMMAND ARGS...: `hf-ad COMMAND` in the recipe's number of processes
     if [ "$PROCESSES" -gt 1 ]; then
-        program=(env ACCELERATE_USE_CPU=1 "$BIN/accelerate" launch --multi_gpu --num_processes "$PROCESSES"
-            --num_machines 1 --mixed_precision no --dynamo_backend no -m hf_ad train)
+        env ACCELERATE_USE_CPU=1 "$BIN/accelerate" launch --multi_gpu --num_processes "$PROCESSES" \
+            --num_machines 1 --mixed_precision no --dynamo_backend no -m hf_ad "$@"
+    else
+        "$BIN/hf-ad" "$@"
     fi
-    "${program[@]}" --dataset "$1" --output-dir "$OUT/$2" "${TRAIN_ARGS[@]}" > "$OUT/$2.log" 2>&1 \
+}
+train() {  # train DATASET RUN: log in $OUT/RUN.log
+    launch train --dataset "$1" --output-dir "$OUT/$2" "${TRAIN_ARGS[@]}" > "$OUT/$2.log" 2>&1 \
         || { tail -n 20 "$OUT/$2.log"; return 1; }
 }
 if [ "$PROCESSES" -gt 1 ]; then  # each run takes every core: one after the other
@@ -91,4 +94,5 @@ PY
 else
     AD="$OUT/ad-$NAME/final" ED="$OUT/ed-$NAME/final" EVAL="$OUT/$EVAL_NAME"
 fi
-"$BIN/hf-ad" evaluate --model "$AD" --ed-model "$ED" --out "$EVAL" --update-card
+# The streams split across the same processes (the results are those of one process, tested).
+launch evaluate --model "$AD" --ed-model "$ED" --out "$EVAL" --update-card

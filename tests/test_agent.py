@@ -203,3 +203,26 @@ def test_hf_ads_loaders_print_no_loading_bar_and_leave_the_users_bars_on(folder,
     assert transformers_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()
     AutoModel.from_pretrained(folder)  # the user's own call keeps transformers' bar
     assert "Loading weights" in capsys.readouterr().err
+
+
+def test_image_observations_reach_the_model_as_in_training():
+    """Training windows feed uint8 frames, which the encoder scales to [0, 1] (floats it takes as given):
+    the agent must feed the same, never floats of 0-255, or a pixel model acts on images it never saw."""
+    from test_modeling_ad import random_stream, tiny_model
+
+    model = tiny_model("image")
+    stream = random_stream(model.config, batch=2, steps=4)  # uint8 frames, as `HistoryWindows` gathers them
+    seen = []
+    model.observation_encoder.register_forward_hook(lambda module, args, out: seen.append(args[0].dtype))
+    agent = InContextAgent(model, greedy=True)
+    agent.reset(2)
+    actions = []
+    for t in range(4):
+        actions.append(agent.act(stream["observations"][:, t].numpy()))
+        agent.observe(stream["prev_rewards"][:, t + 1].numpy() if t < 3 else [0.0, 0.0])
+    actions = torch.as_tensor(np.stack(actions, axis=1))  # (B, T) the agent's greedy actions
+    prev_actions = torch.cat([torch.full((2, 1), model.config.num_actions), actions[:, :-1]], dim=1)
+    with torch.no_grad():
+        logits = model(stream["observations"], prev_actions, stream["prev_rewards"]).logits  # (B, T, A)
+    assert set(seen) == {torch.uint8}
+    torch.testing.assert_close(logits.argmax(-1), actions)

@@ -127,7 +127,8 @@ def test_curve_stats_and_ranges():
     assert stats["n"] == 2 and stats["mean"] == [2.0, 3.0, 4.0] and stats["std"] == [1.0, 1.0, 1.0]
     assert stats["summary"] == {"episodes 1-3": {"mean": 3.0, "std": 1.0}}
     assert episode_ranges(1000) == [(1, 10), (41, 50), (191, 200), (901, 1000)]
-    assert episode_ranges(60) == [(1, 10), (41, 50), (1, 60)]
+    assert episode_ranges(60) == [(1, 10), (41, 50), (51, 60), (1, 60)]
+    assert episode_ranges(100) == [(1, 10), (41, 50), (91, 100), (1, 100)]  # Pixel Watermaze's bar
     assert episode_ranges(10) == [(1, 10)]
 
 

@@ -223,9 +223,11 @@ class InContextAgent:
 
     @property
     def _observation_dtype(self) -> torch.dtype:
-        """int64 for (multi-)discrete observations, else the model's float dtype."""
-        discrete = self.config.observation_type in ("discrete", "multi_discrete")
-        return torch.long if discrete else self.model.dtype
+        """int64 for (multi-)discrete observations, uint8 for images (as the model trained on them: its
+        encoder scales uint8 to [0, 1] and takes floating images as given), else the model's float dtype."""
+        if self.config.observation_type in ("discrete", "multi_discrete"):
+            return torch.long
+        return torch.uint8 if self.config.observation_type == "image" else self.model.dtype
 
     def reset(
         self,
