@@ -229,7 +229,7 @@ def sample_view_rows(folder: Path, metadata: dict) -> list[np.ndarray]:
     history_ids = index.column(constants.HISTORY_ID).to_numpy()  # (N,)
     episodes = index.column(constants.EPISODE).to_numpy()  # (N,)
     in_history = history_ids == history_ids[0]  # (N,) a history's rows are contiguous, in time order
-    first_rows = int(np.flatnonzero(in_history)[-1]) + 1  # only these are read: the shard may hold GBs of views
+    first_rows = int(np.flatnonzero(in_history)[-1]) + 1  # only these are read: a shard may hold GBs
     reader = pq.ParquetFile(path).iter_batches(batch_size=first_rows, columns=[constants.OBSERVATION])
     batches = [next(reader)]
     while sum(batch.num_rows for batch in batches) < first_rows:  # a batch ends at its row group's end

@@ -204,8 +204,8 @@ PIXEL_WATERMAZE_RECIPE = Recipe(
     ),
     EvaluationRecipe(episodes=100),
     departures=(
-        "The paper's Watermaze is DMLab (not installable here): this is a MiniGrid room with landmarks in its "
-        "walls and an invisible goal cell, seen as 28x28x3 first-person views. The source is tabular "
+        "The paper's Watermaze is DMLab (not installable here): this is a MiniGrid room with landmarks in "
+        "its walls and an invisible goal cell, seen as 28x28x3 first-person views. The source is tabular "
         "Q-learning on the privileged pose (position and direction, 324 poses) instead of a distributed DQN "
         "on pixels; the dataset stores the views, which is all AD sees. 8 histories per training goal of "
         "250 episodes, every 10th kept; 4 episodes (200 transitions) of context as in the paper. No "
