@@ -479,15 +479,21 @@ def write_model_card(folder: str | Path, command: str, repo_id: str | None = Non
 # --- the evaluation section of a model card -----------------------------------------------------------
 
 
+def method_label(results: dict, method: str) -> str:
+    """How cards name `method` of an evaluation: its label in `results.json` ("RL²" for `"RL2"`)."""
+    return results["methods"].get(method, {}).get("label", method)
+
+
 def evaluation_section(results: dict, method: str, own: dict) -> str:
     """The Markdown evaluation section of a checkpoint's card (between `CARD_SECTION` markers).
 
     Args:
         results: an evaluation's `results.json` dict.
-        method: the checkpoint's method in it (`"AD"` or `"ED"`).
+        method: the checkpoint's method in it (`"AD"`, `"ED"` or `"RL2"`; its rows carry the method's label).
         own: the checkpoint's own curve stats (`results["per_checkpoint"][method][path]`).
     """
     labels = results["ranges"]
+    name = method_label(results, method)
     header = "| method | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
 
     def row(name: str, stats: dict) -> str:
@@ -497,10 +503,10 @@ def evaluation_section(results: dict, method: str, own: dict) -> str:
         ]
         return f"| {name} (n={stats['n']}) | " + " | ".join(cells) + " |\n"
 
-    rows = row(f"{method}, this checkpoint", own)
+    rows = row(f"{name}, this checkpoint", own)
     for key, stats in results["methods"].items():
         if key != method or len(stats.get("checkpoints", [])) > 1:
-            rows += row(stats["label"] if key != method else f"{method}, all checkpoints", stats)
+            rows += row(stats["label"] if key != method else f"{name}, all checkpoints", stats)
     for key, name in (("oracle", "oracle"), ("random", "random policy")):
         rows += f"| {name} | " + " | ".join(f"{results[key]['mean']:.2f}" for _ in labels) + " |\n"
     sample = "sampled" if results["sample"] else "greedy"
@@ -559,7 +565,7 @@ def _eval_results(results: dict, method: str, own: dict) -> list[EvalResult]:
             dataset_name=f"{results['env_id']} held-out tasks",
             dataset_split="test",
             metric_type="mean_reward",
-            metric_name=f"Mean return, {label} ({method})",
+            metric_name=f"Mean return, {label} ({method_label(results, method)})",
             metric_value=round(own["summary"][label]["mean"], 4),
             metric_args={**settings, "num_tasks": len(results["tasks"]), "runs": own["n"]},
         )
@@ -572,7 +578,7 @@ def _eval_results(results: dict, method: str, own: dict) -> list[EvalResult]:
             dataset_name=f"{results['env_id']} {distribution} tasks",
             dataset_split=distribution,
             metric_type="normalized_score",
-            metric_name=f"Normalised score, {distribution} tasks ({method})",
+            metric_name=f"Normalised score, {distribution} tasks ({method_label(results, method)})",
             metric_value=round(scores["mean"], 4),
             metric_args={**settings, "num_tasks": info["tasks"], "runs": scores["n"]},
         )

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from accelerate import PartialState
-from transformers import HfArgumentParser
+from transformers import AutoConfig, HfArgumentParser
 
 from hf_ad import cards, constants, hub
 from hf_ad.command_line import FlagHelpFormatter
-from hf_ad.configuration_ad import ADConfig
+from hf_ad.configuration_rl2 import RL2Config
 from hf_ad.data.generate import generate_histories, parse_generate_args
 from hf_ad.data.histories import validate_histories
 from hf_ad.demo import DemoConfig, run_demo
@@ -29,6 +29,7 @@ from hf_ad.evaluation import EvaluateConfig, evaluate, summary_lines
 from hf_ad.experiments import EXPERIMENTS, ExperimentConfig, experiment_summary, run_experiment
 from hf_ad.processes import current_processes
 from hf_ad.rl2_training import RL2TrainConfig, train_rl2
+from hf_ad.rl2_training import render_model_card as render_rl2_card
 from hf_ad.training import TrainConfig, run_command, train
 from hf_ad.video import VideoConfig, make_video
 
@@ -333,12 +334,14 @@ def dataset_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
 
 def model_upload(folder: Path, repo_id: str) -> tuple[list[str], str]:
     """The files of a `final/` folder to upload (weights, config, remote code, run files, plots, the replay
-    video) and its card for `repo_id` (evaluation kept)."""
+    video) and its card for `repo_id` (evaluation kept): AD's, or the RL² baseline's (`hf-ad train-rl2`)."""
     cards.check_final_folder(folder)
-    ADConfig.from_pretrained(folder)  # the folder loads
-    code = [name for name in constants.REMOTE_CODE if (folder / name).is_file()]  # older folders: fewer
+    config = AutoConfig.from_pretrained(folder)  # the folder loads
+    code = [name for name in constants.REMOTE_CODE + constants.RL2_CODE if (folder / name).is_file()]
     files = [*cards.FINAL_FOLDER_FILES, *code, *sorted(p.name for p in folder.glob("*.png"))]
     files += [name for name in (constants.REPLAY_MP4, constants.REPLAY_GIF) if (folder / name).is_file()]
+    if config.model_type == RL2Config.model_type:
+        return files, render_rl2_card(folder, repo_id=repo_id)
     return files, cards.render_model_card(folder, run_command(folder), repo_id=repo_id)
 
 

@@ -1,10 +1,12 @@
-"""The paper's evaluation: AD against ED and the source algorithm learning from scratch, on held-out tasks.
+"""The paper's evaluation: AD against ED, RL² and the source learning from scratch, on held-out tasks.
 
-`evaluate(EvaluateConfig(...))` (or `hf-ad evaluate --model PATH [--ed-model PATH] ...`) plays every method
-on the same held-out tasks of the checkpoint's env, with the same env seeds, for `episodes` episodes:
+`evaluate(EvaluateConfig(...))` (or `hf-ad evaluate --model PATH [--ed-model PATH] [--rl2-model PATH] ...`)
+plays every method on the same held-out tasks of the checkpoint's env, with the same env seeds, for
+`episodes` episodes:
 
-- AD and ED: the frozen model acting in context (`InContextRLPipeline`), one run per checkpoint (training
-  seed) and evaluation seed; the context is filled by the agent itself, no demonstrations (section 4);
+- AD, ED and RL²: the frozen model acting in context (`InContextRLPipeline`), one run per checkpoint
+  (training seed) and evaluation seed; the context (RL²: the recurrent state) is filled by the agent itself,
+  no demonstrations (section 4);
 - the source algorithm (e.g. tabular Q-learning) learning each task from scratch, one run per seed.
 
 A *run* is one checkpoint and one evaluation seed over all the tasks; its score per episode is the mean
@@ -62,6 +64,8 @@ SHORT_RUN_LAST_EPISODES = 10
 FALLBACK_SOURCE = "q_learning"
 # A checkpoint under --model that is not AD is labelled by its model type (the RL² baseline).
 METHOD_LABELS = {"rl2": "RL²"}
+# The model type every --rl2-model checkpoint must have (`hf-ad train-rl2` writes it).
+RL2_MODEL_TYPE = "rl2"
 
 
 @dataclass
@@ -75,6 +79,13 @@ class EvaluateConfig:
     ed_model: list[str] | None = field(
         default=None,
         metadata={"help": "ED checkpoint(s): the same recipe trained on expert data. Omit to skip ED."},
+    )
+    rl2_model: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "RL² checkpoint(s) from `hf-ad train-rl2`, the paper's upper-bound baseline, played with "
+            "the same protocol. Omit to skip RL²."
+        },
     )
     source: str | None = field(
         default=None,
@@ -136,6 +147,8 @@ class EvaluateConfig:
             self.model = [self.model]
         if isinstance(self.ed_model, str):
             self.ed_model = [self.ed_model]
+        if isinstance(self.rl2_model, str):
+            self.rl2_model = [self.rl2_model]
         if not self.model:
             raise ValueError("model must name at least one AD checkpoint")
         for name in ("episodes", "seeds"):
@@ -415,7 +428,7 @@ def normalised_scores(
             "source": reference,
         }
         methods.setdefault("source", {})[distribution] = normalise(source_runs, random, reference)
-        for method, paths in (("AD", config.model), ("ED", config.ed_model or [])):
+        for method, paths in checkpoint_methods(config):
             runs = []
             for path in paths:
                 runs.append(evaluate_checkpoint(path, tasks, config, progress))
@@ -442,11 +455,24 @@ def add_normalised(normalised: dict, methods: dict, per_checkpoint: dict) -> Non
 # --- the evaluation -------------------------------------------------------------------------------
 
 
+# The methods played from checkpoints, in the order of results.json: key, flag, `EvaluateConfig` field.
+CHECKPOINT_METHODS = (
+    ("AD", "--model", "model"),
+    ("ED", "--ed-model", "ed_model"),
+    ("RL2", "--rl2-model", "rl2_model"),
+)
+
+
+def checkpoint_methods(config: EvaluateConfig) -> list[tuple[str, list[str]]]:
+    """`(method, paths)` of every method given checkpoints, AD first."""
+    return [
+        (method, getattr(config, name)) for method, _, name in CHECKPOINT_METHODS if getattr(config, name)
+    ]
+
+
 def checkpoint_flags(config: EvaluateConfig) -> list[tuple[str, str]]:
     """`(flag, path_or_repo_id)` of every checkpoint to evaluate, AD first."""
-    return [("--model", path) for path in config.model] + [
-        ("--ed-model", path) for path in config.ed_model or []
-    ]
+    return [(flag, path) for _, flag, name in CHECKPOINT_METHODS for path in getattr(config, name) or []]
 
 
 def is_repo_id(value: str) -> bool:
@@ -500,9 +526,16 @@ def check_same_env(checkpoints: list[tuple[str, str]]) -> Any:
         The config of the first checkpoint.
 
     Raises:
-        ValueError: a checkpoint that is not one, one without an env id, or two checkpoints of different envs.
+        ValueError: a checkpoint that is not one, one without an env id, two checkpoints of different envs,
+        or an `--rl2-model` that is not an RL² checkpoint.
     """
     configs = {path: load_checkpoint_config(flag, path) for flag, path in checkpoints}
+    for flag, path in checkpoints:
+        if flag == "--rl2-model" and configs[path].model_type != RL2_MODEL_TYPE:
+            raise ValueError(
+                f"--rl2-model {path!r} is not RL² (model type {configs[path].model_type!r}): pass a folder "
+                "written by `hf-ad train-rl2`, or pass this one with --model"
+            )
     first_path, first = next(iter(configs.items()))
     if first.env_id is None:
         raise ValueError(f"{first_path!r} has no env_id in its config: it cannot be evaluated on its env")
@@ -585,19 +618,18 @@ def evaluate(
 
     methods: dict[str, dict] = {}
     per_checkpoint: dict[str, dict[str, dict]] = {}
-    for method, paths in (("AD", config.model), ("ED", config.ed_model or [])):
+    for method, paths in checkpoint_methods(config):
         runs = []
         for path in paths:
             log(f"{method}: {path} on {len(tasks)} tasks x {config.seeds} seeds, {config.episodes} episodes")
             checkpoint_runs = evaluate_checkpoint(path, tasks, config, progress)
             per_checkpoint.setdefault(method, {})[path] = curve_stats(checkpoint_runs)
             runs.append(checkpoint_runs)
-        if runs:
-            methods[method] = {
-                "label": METHOD_LABELS.get(AutoConfig.from_pretrained(paths[0]).model_type, method),
-                "checkpoints": list(paths),
-                **curve_stats(np.concatenate(runs)),
-            }
+        methods[method] = {
+            "label": METHOD_LABELS.get(AutoConfig.from_pretrained(paths[0]).model_type, method),
+            "checkpoints": list(paths),
+            **curve_stats(np.concatenate(runs)),
+        }
 
     if source is not None:
         name, options = source
@@ -646,8 +678,8 @@ def write_outputs(
     plot_returns(results, out / constants.RESULTS_PNG)
     log(f"wrote {out / constants.RESULTS_JSON} and {out / constants.RESULTS_PNG}")
     if config.update_card:
-        for method in ("AD", "ED"):
-            for path, stats in per_checkpoint.get(method, {}).items():
+        for method, checkpoints in per_checkpoint.items():
+            for path, stats in checkpoints.items():
                 if Path(path).is_dir():
                     update_model_card(Path(path), results, method, stats)
                     log(f"updated the model card of {path}")

@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from huggingface_hub import ModelCardData
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from hf_ad import constants
-from hf_ad.cards import render_card
+from hf_ad.cards import carry_evaluation, check_final_folder, render_card
 from hf_ad.command_line import command_line
 from hf_ad.configuration_rl2 import RL2Config
 from hf_ad.envs import all_tasks, make_vector_env, task_split
@@ -430,20 +431,36 @@ def check_resume(cfg: RL2TrainConfig, output_dir: Path) -> None:
         )
 
 
-def write_model_card(final: Path, cfg: RL2TrainConfig, trainer_state: dict) -> None:
+def render_model_card(final: str | Path, repo_id: str | None = None) -> str:
+    """The RL² card of a `final/` folder, from its config, `train_config.json` and `trainer_state.json`.
+
+    Args:
+        final: the `final/` folder written by `hf-ad train-rl2`.
+        repo_id: the hub repo id (or relative folder) the card names; default: the run folder's name.
+
+    The evaluation section and results of the folder's card, if any (`hf-ad evaluate --update-card`), are
+    carried over, so a card can be re-rendered for a repo id without losing what was measured.
+    """
+    final = check_final_folder(final)
+    cfg = RL2TrainConfig(**json.loads((final / constants.TRAIN_CONFIG).read_text()))
     config = RL2Config.from_pretrained(final)
+    model_name = repo_id or Path(cfg.output_dir).name
+    card_data = ModelCardData(
+        library_name="transformers", tags=[*CARD_TAGS, config.env_id], model_name=model_name
+    )
     text = render_card(
         CARD_TEMPLATE,
-        card_data="\n".join(["library_name: transformers", "tags:", *(f"- {tag}" for tag in CARD_TAGS)]),
-        model_name=final.parent.name,
+        card_data=card_data.to_yaml(),
+        model_name=model_name,
         config=config,
         cfg=cfg,
-        state=trainer_state,
+        state=json.loads((final / constants.TRAINER_STATE).read_text()),
         command=cfg.command(),
         num_parameters=sum(p.numel() for p in RL2Model(config).parameters()),
         hf_ad_version=constants.VERSION,
     )
-    atomic_write_text(final / constants.MODEL_CARD, text)
+    previous = final / constants.MODEL_CARD
+    return carry_evaluation(previous.read_text(), text) if previous.is_file() else text
 
 
 def save_final(output_dir: Path, model: RL2Model, cfg: RL2TrainConfig, trainer_state: dict) -> Path:
@@ -455,7 +472,7 @@ def save_final(output_dir: Path, model: RL2Model, cfg: RL2TrainConfig, trainer_s
     model.save_pretrained(tmp)
     atomic_write_json(tmp / constants.TRAIN_CONFIG, dataclasses.asdict(cfg))
     atomic_write_json(tmp / constants.TRAINER_STATE, trainer_state)
-    write_model_card(tmp, cfg, trainer_state)
+    atomic_write_text(tmp / constants.MODEL_CARD, render_model_card(tmp))
     if final.exists():
         shutil.rmtree(final)
     replace_folder(tmp, final)

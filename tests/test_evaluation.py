@@ -7,6 +7,7 @@ import shlex
 
 import numpy as np
 import pytest
+import torch
 from conftest import save_tiny_checkpoint
 from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
@@ -15,6 +16,7 @@ from hf_ad import constants
 from hf_ad.cards import CARD_SECTION, REPLAY_SECTION
 from hf_ad.cli import main, parse_dataclass
 from hf_ad.command_line import command_line
+from hf_ad.configuration_rl2 import RL2Config
 from hf_ad.envs import optimal_return, random_return
 from hf_ad.evaluation import (
     EvaluateConfig,
@@ -28,6 +30,7 @@ from hf_ad.evaluation import (
     stream_outcomes,
     stream_returns,
 )
+from hf_ad.modeling_rl2 import RL2Model
 from hf_ad.recipes import EvaluationRecipe
 
 TASKS = [(0, 0), (2, 7)]
@@ -294,6 +297,42 @@ def test_models_of_different_envs_are_refused_before_any_rollout(tmp_path, monke
     monkeypatch.setattr("hf_ad.evaluation.evaluate_checkpoint", pytest.fail)  # no rollout may start
     with pytest.raises(ValueError, match=r"ed'.* trained on 'hf_ad/DarkRoomHard-v0'.*must play the same env"):
         evaluate(EvaluateConfig(model=[ad], ed_model=[ed], out=str(tmp_path / "out"), episodes=2, seeds=1))
+
+
+def _save_rl2(path) -> str:
+    torch.manual_seed(0)
+    config = RL2Config(
+        hidden_size=8, embedding_size=8, env_id=constants.DARK_ROOM, test_tasks=[list(TASKS[0])]
+    )
+    RL2Model(config).save_pretrained(path)
+    (path / constants.MODEL_CARD).write_text(CARD)
+    return str(path)
+
+
+def test_rl2_joins_as_its_own_method_with_the_curve_it_has_alone(tmp_path):
+    ad, rl2 = _save_model(tmp_path / "ad", 0), _save_rl2(tmp_path / "rl2")
+    settings = {"episodes": 3, "seeds": 2, "source": "none", "video": False}
+    both = evaluate(
+        EvaluateConfig(model=[ad], rl2_model=[rl2], out=str(tmp_path / "both"), update_card=True, **settings)
+    )
+    alone = evaluate(EvaluateConfig(model=[rl2], out=str(tmp_path / "alone"), **settings))
+
+    assert list(both["methods"]) == ["AD", "RL2"] and both["methods"]["RL2"]["label"] == "RL²"
+    assert both["methods"]["RL2"]["mean"] == alone["methods"]["AD"]["mean"]  # the same streams, same seeds
+    assert "--rl2-model" in both["command"]
+    card = ModelCard.load(tmp_path / "rl2" / constants.MODEL_CARD)
+    assert "| RL², this checkpoint (n=2) |" in card.text and "| AD (n=2) |" in card.text
+    assert {r.metric_name for r in card.data.eval_results} >= {"Mean return, episodes 1-3 (RL²)"}
+
+
+def test_an_rl2_flag_takes_rl2_checkpoints_only(tmp_path, monkeypatch):
+    ad = _save_model(tmp_path / "ad", 0)
+    monkeypatch.setattr("hf_ad.evaluation.evaluate_checkpoint", pytest.fail)  # no rollout may start
+    with pytest.raises(
+        ValueError,
+        match=r"--rl2-model '.*ad' is not RL² \(model type 'algorithm_distillation'\): pass a folder",
+    ):
+        evaluate(EvaluateConfig(model=[ad], rl2_model=[ad], out=str(tmp_path / "out"), episodes=2, seeds=1))
 
 
 def _launched_evaluation(config: EvaluateConfig) -> None:

@@ -13,6 +13,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
 from hf_ad import ADModel, cli, constants, hub
+from hf_ad.rl2_training import RL2TrainConfig, train_rl2
 from hf_ad.training import TrainConfig
 
 STATE = {"step": 1, "max_steps": 1, "wall_time_s": 1.0, "loss": 1.5, "num_processes": 1}
@@ -208,6 +209,22 @@ def test_cli_publish_model_uploads_its_files_with_a_card_for_the_repo(tmp_path, 
     assert str(tmp_path) not in uploaded[constants.TRAIN_CONFIG].decode()
     assert json.loads(uploaded[constants.TRAIN_CONFIG])["output_dir"] == "ad-tiny"
     assert json.loads((final / constants.TRAIN_CONFIG).read_text())["output_dir"] == str(tmp_path / "ad-tiny")
+
+
+def test_cli_publish_an_rl2_model_uploads_its_code_and_its_own_card_with_the_evaluation(tmp_path, mocked_hub):
+    settings = {"env_kwargs": '{"size": 3}', "num_envs": 2, "episodes_per_trial": 1, "rollout_steps": 20}
+    settings |= {"num_minibatches": 1, "hidden_size": 8, "embedding_size": 8, "progress": False}
+    final = train_rl2(RL2TrainConfig(output_dir=str(tmp_path / "rl2-tiny"), total_trials=1, **settings))
+    argv = ["--model", str(final), "--out", str(tmp_path / "eval"), "--episodes", "2", "--seeds", "1"]
+    assert cli.main(["evaluate", *argv, "--source", "none", "--video", "false", "--update-card"]) == 0
+    assert cli.main(["publish", "--model", str(final), "--repo-id", "org/rl2-tiny"]) == 0
+    uploaded = mocked_hub[1][2]["files"]
+    assert {*constants.RL2_CODE, "configuration_ad.py", "model.safetensors", constants.TRAINER_STATE} <= set(
+        uploaded
+    )
+    card = ModelCard(uploaded["README.md"].decode())
+    assert "An [RL²]" in card.text and 'from_pretrained("org/rl2-tiny")' in card.text
+    assert "RL², this checkpoint" in card.text and card.data.eval_results  # what evaluate measured stays
 
 
 def test_cli_publish_model_needs_a_final_folder(tmp_path, mocked_hub, capsys):

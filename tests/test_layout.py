@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -125,14 +126,45 @@ def test_nothing_in_the_package_imports_the_cli():
     assert importers == [], f"{importers} import hf_ad.cli; the CLI is the top layer"
 
 
-@pytest.mark.parametrize("folder", sorted(path.parent.name for path in ROOT.glob("pretrained/*/config.json")))
-@pytest.mark.parametrize("file", REMOTE_CODE)
+SHIPPED_MODELS = sorted(path.parent.name for path in ROOT.glob("pretrained/*/config.json"))
+SHIPPED_CODE = [
+    (folder, file.name)
+    for folder in SHIPPED_MODELS
+    for file in sorted((ROOT / "pretrained" / folder).glob("*.py"))
+]
+
+
+@pytest.mark.parametrize(("folder", "file"), SHIPPED_CODE)
 def test_shipped_remote_code_is_the_packages(folder, file):
     shipped = ROOT / "pretrained" / folder / file
     assert shipped.read_bytes() == (PACKAGE / file).read_bytes(), (
         f"{shipped.relative_to(ROOT)} differs from hf_ad/{file}: copy the package's file into the folder "
         "(the folder's trust_remote_code users run the copy)"
     )
+
+
+def relative_imports(file: str) -> set[str]:
+    """The package files `file` imports relatively, and theirs: what remote code must ship beside it."""
+    needed, todo = set(), [file]
+    while todo:
+        current = todo.pop()
+        needed.add(current)
+        for node in ast.walk(ast.parse((PACKAGE / current).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level and f"{node.module}.py" not in needed:
+                todo.append(f"{node.module}.py")
+    return needed
+
+
+@pytest.mark.parametrize("folder", SHIPPED_MODELS)
+def test_shipped_folders_hold_the_remote_code_their_config_names(folder):
+    """Every module of `auto_map` and `custom_pipelines` in config.json, and what it imports relatively."""
+    config = json.loads((ROOT / "pretrained" / folder / "config.json").read_text())
+    references = [*config.get("auto_map", {}).values()]
+    references += [pipeline["impl"] for pipeline in config.get("custom_pipelines", {}).values()]
+    assert references, f"pretrained/{folder}/config.json names no remote code"
+    needed = set().union(*(relative_imports(reference.split(".")[0] + ".py") for reference in references))
+    shipped = {file for name, file in SHIPPED_CODE if name == folder}
+    assert needed <= shipped, f"pretrained/{folder} lacks {sorted(needed - shipped)}"
 
 
 @pytest.mark.parametrize("file", REMOTE_CODE)
