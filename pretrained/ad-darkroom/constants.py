@@ -41,6 +41,8 @@ MODEL_WEIGHTS = "model.safetensors"
 MODEL_CODE = ("configuration_ad.py", "modeling_ad.py", "constants.py")
 PIPELINE_CODE = ("rollout.py", "agent.py", "spaces.py")
 REMOTE_CODE = MODEL_CODE + PIPELINE_CODE
+# The RL² baseline's remote code beside MODEL_CODE (`RL2Model.save_pretrained`; no pipeline: hf_ad plays it).
+RL2_CODE = ("configuration_rl2.py", "modeling_rl2.py")
 TRAIN_CONFIG = "train_config.json"
 RESULTS_JSON = "results.json"
 RESULTS_PNG = "returns.png"
