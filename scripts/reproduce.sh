@@ -7,6 +7,7 @@
 #     ENV_ID=hf_ad/PixelWatermaze-v0 bash scripts/reproduce.sh    # from first-person images
 #     OUT=runs/other bash scripts/reproduce.sh            # somewhere else
 #     SHIP=1 bash scripts/reproduce.sh                    # also replace that env's folders in pretrained/
+#     RL2=1 bash scripts/reproduce.sh                     # also train the RL² baseline and evaluate it beside AD
 #
 # Every setting comes from the env's recipe (hf_ad/recipes.py): the dataset of `hf-ad generate --env`, the
 # training of `hf-ad train --dataset` and the evaluation of `hf-ad evaluate --model`, so the commands below
@@ -64,6 +65,14 @@ else  # one core each: side by side
     wait "$AD_PID" && wait "$ED_PID"
 fi
 
+RL2_RUN="$OUT/rl2-$NAME"
+if [ "${RL2:-0}" = 1 ]; then  # the paper's upper-bound baseline: hf-ad train-rl2's default budget, one core
+    RESUME=()
+    [ -f "$RL2_RUN/train_config.json" ] && RESUME=(--resume)
+    "$BIN/hf-ad" train-rl2 --env "$ENV_ID" --output-dir "$RL2_RUN" --progress false "${RESUME[@]}" \
+        > "$RL2_RUN.log" 2>&1 || { tail -n 20 "$RL2_RUN.log"; exit 1; }
+fi
+
 if [ "${SHIP:-0}" = 1 ]; then
     # Replace this env's folders in pretrained/ with this run's, then evaluate the shipped folders themselves
     # so that their cards carry the measured numbers and the command that measured them.
@@ -75,6 +84,7 @@ if [ "${SHIP:-0}" = 1 ]; then
     ship "$OUT/$NAME-histories" "$NAME-histories"
     ship "$OUT/ad-$NAME/final" "ad-$NAME"
     ship "$OUT/ed-$NAME/final" "ed-$NAME"
+    [ "${RL2:-0}" = 1 ] && ship "$RL2_RUN/final" "rl2-$NAME"
     rm -rf "pretrained/$EVAL_NAME"
     NAME=$NAME "$BIN/python" - <<'PY'
 import json
@@ -82,17 +92,24 @@ import os
 from pathlib import Path
 
 from hf_ad.cards import write_dataset_card
+from hf_ad.files import atomic_write_text
+from hf_ad.rl2_training import render_model_card as render_rl2_card
 from hf_ad.training import write_model_card
 
 name = os.environ["NAME"]
 for folder in (f"pretrained/ad-{name}", f"pretrained/ed-{name}"):
     write_model_card(folder, repo_id=folder)
+rl2 = Path(f"pretrained/rl2-{name}")
+if os.environ.get("RL2") == "1":
+    atomic_write_text(rl2 / "README.md", render_rl2_card(rl2, repo_id=str(rl2)))
 folder = Path(f"pretrained/{name}-histories")
 write_dataset_card(folder, json.loads((folder / "hf_ad_histories.json").read_text()), repo_id=str(folder))
 PY
-    AD=pretrained/ad-$NAME ED=pretrained/ed-$NAME EVAL=pretrained/$EVAL_NAME
+    AD=pretrained/ad-$NAME ED=pretrained/ed-$NAME RL2_MODEL=pretrained/rl2-$NAME EVAL=pretrained/$EVAL_NAME
 else
-    AD="$OUT/ad-$NAME/final" ED="$OUT/ed-$NAME/final" EVAL="$OUT/$EVAL_NAME"
+    AD="$OUT/ad-$NAME/final" ED="$OUT/ed-$NAME/final" RL2_MODEL="$RL2_RUN/final" EVAL="$OUT/$EVAL_NAME"
 fi
+RL2_ARGS=()
+[ "${RL2:-0}" = 1 ] && RL2_ARGS=(--rl2-model "$RL2_MODEL")
 # The streams split across the same processes (the results are those of one process, tested).
-launch evaluate --model "$AD" --ed-model "$ED" --out "$EVAL" --update-card
+launch evaluate --model "$AD" --ed-model "$ED" "${RL2_ARGS[@]}" --out "$EVAL" --update-card

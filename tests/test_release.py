@@ -65,6 +65,9 @@ PIXEL_AD_GAIN = 2.0  # ... and as a multiple of its own episodes 1-10: it learns
 PIXEL_ED_DRIFT_OF_ORACLE = 0.1  # ED's last 10 episodes within this fraction of the oracle of its first 10
 PIXEL_TRAINING_MINUTES = 60
 PIXEL_README_RANGES = ("episodes 1-10", "episodes 41-50", "episodes 91-100")  # the README table's columns
+# The RL² baseline (`hf-ad train-rl2`'s default budget), evaluated beside AD and ED in pretrained/evaluation.
+RL2_RELEASE = {"rl2-darkroom": "model"}
+RL2_TRAINING_MINUTES = 90
 
 
 CLIENT = """
@@ -93,7 +96,10 @@ print(json.dumps({
 
 FOLDERS = {
     **dict(RELEASE.values()),
-    **{PRETRAINED_DIR / name: kind for name, kind in (BANDIT_RELEASE | HARD_RELEASE | PIXEL_RELEASE).items()},
+    **{
+        PRETRAINED_DIR / name: kind
+        for name, kind in (BANDIT_RELEASE | HARD_RELEASE | PIXEL_RELEASE | RL2_RELEASE).items()
+    },
 }
 
 
@@ -102,7 +108,8 @@ def test_release_folders_are_complete(folder):
     repo_type = FOLDERS[folder]
     assert (folder / "README.md").is_file(), f"{folder} has no card"
     if repo_type == "model":
-        for name in ("config.json", "model.safetensors", "train_config.json", "modeling_ad.py"):
+        modeling = json.loads((folder / "config.json").read_text())["auto_map"]["AutoModel"].split(".")[0]
+        for name in ("config.json", "model.safetensors", "train_config.json", f"{modeling}.py"):
             assert (folder / name).is_file(), f"{folder} lacks {name}"
         card = (folder / "README.md").read_text()
         assert "model-index" in card and "hf-ad evaluate" in card, f"{folder} card lacks measured results"
@@ -127,6 +134,16 @@ def test_shipped_models_meet_the_release_bars():
     assert abs(sum(ed["mean"][-10:]) / 10 - sum(ed["mean"][:10]) / 10) <= 1.5  # ED does not learn in context
     state = json.loads((PRETRAINED_DIR / "ad-darkroom" / "trainer_state.json").read_text())
     assert state["device"] == "cpu" and state["wall_time_s"] <= 30 * 60
+
+
+def test_shipped_rl2_is_evaluated_beside_ad_within_its_budget():
+    results = shipped_results()
+    rl2 = results["methods"]["RL2"]
+    assert rl2["label"] == "RL²" and rl2["checkpoints"] == ["pretrained/rl2-darkroom"]
+    assert rl2["n"] == results["seeds"] and len(rl2["mean"]) == results["episodes"]
+    state = json.loads((PRETRAINED_DIR / "rl2-darkroom" / "trainer_state.json").read_text())
+    assert state["wall_time_s"] <= RL2_TRAINING_MINUTES * 60
+    assert "RL², this checkpoint" in (PRETRAINED_DIR / "rl2-darkroom" / "README.md").read_text()
 
 
 def test_shipped_bandit_meets_the_release_bars():
@@ -223,7 +240,7 @@ def test_readme_bandit_table_is_the_shipped_evaluation():
 def test_readme_table_is_the_shipped_evaluation():
     readme = (PRETRAINED_DIR.parent / "README.md").read_text()
     results = shipped_results()
-    for method, row_name in (("AD", "**AD**"), ("ED", "ED"), ("source", "Q-learning")):
+    for method, row_name in (("AD", "**AD**"), ("ED", "ED"), ("RL2", "RL²"), ("source", "Q-learning")):
         (row,) = [line for line in readme.splitlines() if line.startswith(f"| {row_name}")]
         cells = [
             f"{stats['mean']:.2f} ± {stats['std']:.2f}"
@@ -339,9 +356,15 @@ def test_shipped_evaluation_reproduces_exactly(tmp_path):
     from hf_ad.evaluation import EvaluateConfig, evaluate
 
     shipped = shipped_results()
+    checkpoints = {  # as the shipped command names them, relative to the repository
+        method: [str(PRETRAINED_DIR.parent / path) for path in stats["checkpoints"]]
+        for method, stats in shipped["methods"].items()
+        if "checkpoints" in stats
+    }
     config = EvaluateConfig(
-        model=[str(PRETRAINED_DIR / "ad-darkroom")],
-        ed_model=[str(PRETRAINED_DIR / "ed-darkroom")],
+        model=checkpoints["AD"],
+        ed_model=checkpoints.get("ED"),
+        rl2_model=checkpoints.get("RL2"),
         episodes=shipped["episodes"],
         seeds=shipped["seeds"],
         seed=shipped["seed"],
