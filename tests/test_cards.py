@@ -12,6 +12,7 @@ from conftest import save_tiny_checkpoint
 from huggingface_hub import ModelCard
 
 from hf_ad import ADConfig, cards, constants
+from hf_ad.rl2_training import render_model_card as render_rl2_card
 from hf_ad.training import TrainConfig, run_command
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
@@ -172,3 +173,10 @@ def test_portable_data_rewrites_absolute_paths_only(tmp_path):
     assert {key: portable[key] for key in ("note", "relative", "numbers")} == {
         key: record[key] for key in ("note", "relative", "numbers")
     }
+
+
+def test_the_shipped_rl2_card_re_renders_unchanged_with_its_evaluation():
+    folder = PRETRAINED / "rl2-darkroom"
+    card = render_rl2_card(folder, repo_id="pretrained/rl2-darkroom")
+    assert card == (folder / constants.MODEL_CARD).read_text()
+    assert cards.has_evaluation(card)
