@@ -434,10 +434,7 @@ def normalised_scores(
                 runs.append(evaluate_checkpoint(path, tasks, config, progress))
                 scores = normalise(runs[-1], random, reference)
                 per_checkpoint.setdefault(method, {}).setdefault(path, {})[distribution] = scores
-            if runs:
-                methods.setdefault(method, {})[distribution] = normalise(
-                    np.concatenate(runs), random, reference
-                )
+            methods.setdefault(method, {})[distribution] = normalise(np.concatenate(runs), random, reference)
     return {"summary": summary, "methods": methods, "per_checkpoint": per_checkpoint}
 
 
