@@ -93,13 +93,19 @@ class ExploreThenStay:
         self._cell, self._action = cell, actions.astype(np.int64)
         return self._action.copy()
 
-    def observe(self, rewards, episode_ended=None) -> None:
-        """The rewards of the last actions `(B,)`; `episode_ended` `(B,)` bool (for `reexplore`)."""
+    def observe(self, rewards, episode_ended=None, actions=None) -> None:
+        """The rewards of the last actions `(B,)`; `episode_ended` `(B,)` bool (for `reexplore`).
+
+        `actions` `(B,)`: the actions actually taken, where a caller replaced some of `act`'s (a random
+        step); the search then remembers the cells those led to. Default: `act`'s own.
+        """
         if self._action is None:
             raise RuntimeError("observe() without act(): call act(observations) first")
         rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
         if rewards.shape != (self.num_streams,):
             raise ValueError(f"rewards must have shape ({self.num_streams},), got {rewards.shape}")
+        if actions is not None:
+            self._action = grid.check_actions(actions, self.num_streams)
         landed = self._next_cell[self._cell, self._action]  # (B,) the cell the move led to
         paid = rewards > 0
         self.visited[np.arange(self.num_streams), landed] = True

@@ -19,6 +19,7 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "ucb": ("hf_ad.sources.bandits", "learn_ucb", "UCBConfig"),
     "thompson": ("hf_ad.sources.bandits", "learn_thompson", "ThompsonConfig"),
     "expert": ("hf_ad.sources.experts", "learn", "ExpertConfig"),
+    "explorer": ("hf_ad.sources.explorer", "learn", "ExplorerConfig"),
 }
 
 

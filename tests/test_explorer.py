@@ -1,0 +1,52 @@
+"""The explore-then-stay search as a source of learning histories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hf_ad import constants
+from hf_ad.envs import optimal_return, task_split
+from hf_ad.envs.grid import NOOP
+from hf_ad.sources import SOURCES
+from hf_ad.sources.explorer import ExplorerConfig, learn
+
+
+def histories(tasks, **options) -> tuple[np.ndarray, list]:
+    blocks = list(learn(constants.DARK_ROOM, tasks, ExplorerConfig(**options)))
+    return np.stack([block.returns for block in blocks]), blocks  # (episodes, N)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.3])
+def test_searches_a_few_episodes_then_plays_the_optimum_without_random_steps(epsilon):
+    tasks = task_split(constants.DARK_ROOM)[0]
+    returns, _ = histories(tasks, episodes=12, epsilon=epsilon, seed=0)
+    optimal = np.array([optimal_return(constants.DARK_ROOM, task) for task in tasks])
+    assert returns[0].mean() < 0.5 * optimal.mean()  # it starts in the dark
+    np.testing.assert_array_equal(returns[-1], optimal)  # the search is over: no random steps remain
+
+
+def test_random_steps_replace_the_search_while_searching_and_the_seed_repeats_them():
+    tasks = [(0, 5)] * 64
+    _, plain = histories(tasks, episodes=1, epsilon=0.0, seed=0)
+    _, noisy = histories(tasks, episodes=1, epsilon=1.0, seed=0)
+    _, again = histories(tasks, episodes=1, epsilon=1.0, seed=0)
+    noop_share = [np.mean(blocks[0].actions == NOOP) for blocks in (plain, noisy)]
+    assert noop_share[0] < 0.15 < noop_share[1]  # the search no-ops only on its start cell and the goal
+    np.testing.assert_array_equal(noisy[0].actions, again[0].actions)
+
+
+def test_registry_and_checks():
+    assert SOURCES["explorer"] == (learn, ExplorerConfig)
+    with pytest.raises(ValueError, match="epsilon"):
+        ExplorerConfig(epsilon=1.5)
+    with pytest.raises(ValueError, match="DarkRoom"):
+        next(learn(constants.DARK_ROOM_HARD, [(0, 0)], ExplorerConfig()))
+
+
+def test_exploit_epsilon_adds_random_steps_after_the_goal_is_found():
+    tasks = task_split(constants.DARK_ROOM)[0]
+    optimal = np.array([optimal_return(constants.DARK_ROOM, task) for task in tasks])
+    returns, _ = histories(tasks, episodes=12, exploit_epsilon=0.2, seed=0)
+    assert returns[-1].mean() < optimal.mean() - 1  # wrong steps cost reward every episode
+    assert returns[-1].mean() > 0.5 * optimal.mean()  # and the learner walks back to the goal
