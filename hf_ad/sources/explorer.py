@@ -36,13 +36,13 @@ EXPLORER_ENVS = (constants.DARK_ROOM,)
 
 @dataclass
 class ExplorerConfig(SourceConfig):
-    """The explore-then-stay search (no parameters learned), with random actions while it searches."""
+    """The explore-then-stay search (no parameters learned), with random actions at a rate of their own
+    before and after its first reward."""
 
     epsilon: float = field(
         default=0.0,
         metadata={"help": "Probability of a uniformly random action at each step before the first reward."},
     )
-
     exploit_epsilon: float = field(
         default=0.0,
         metadata={"help": "Probability of a uniformly random action at each step after the first reward."},
