@@ -8,6 +8,7 @@ import pytest
 from hf_ad.baselines import ExploreThenStay
 from hf_ad.constants import DARK_ROOM
 from hf_ad.envs import all_tasks, make_vector_env, optimal_return
+from hf_ad.envs.grid import RIGHT
 
 
 def play(agent, tasks, episodes, seed=0, switch=None, **env_kwargs):
@@ -58,6 +59,17 @@ def test_stochastic_rewards_one_paid_step_is_enough_to_stay():
     returns = play(ExploreThenStay(seed=0), [(2, 2)] * 50, 30, reward_prob=0.5)
     expected = optimal_return(DARK_ROOM, (2, 2), reward_prob=0.5)
     assert returns[:, -10:].mean() == pytest.approx(expected, abs=1.0)
+
+
+def test_observe_remembers_the_cells_of_the_actions_actually_taken():
+    agent = ExploreThenStay(seed=0)
+    agent.reset(num_streams=1)
+    agent.act(np.array([[4, 4]]))  # the centre: its plan is a no-op to test the start cell
+    agent.observe(np.zeros(1), actions=np.array([RIGHT]))  # a caller moved right instead
+    assert agent.visited[0, 4 * 9 + 5] and not agent.visited[0, 4 * 9 + 4]
+    with pytest.raises(ValueError, match="actions"):
+        agent.act(np.array([[5, 4]]))
+        agent.observe(np.zeros(1), actions=np.array([7]))
 
 
 def test_misuse_raises_named_errors():
