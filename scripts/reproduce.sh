@@ -8,6 +8,7 @@
 #     OUT=runs/other bash scripts/reproduce.sh            # somewhere else
 #     SHIP=1 bash scripts/reproduce.sh                    # also replace that env's folders in pretrained/
 #     RL2=1 bash scripts/reproduce.sh                     # also train the RL² baseline and evaluate it beside AD
+#                                                         # (without it: the shipped pretrained/rl2-NAME, if any)
 #
 # Every setting comes from the env's recipe (hf_ad/recipes.py): the dataset of `hf-ad generate --env`, the
 # training of `hf-ad train --dataset` and the evaluation of `hf-ad evaluate --model`, so the commands below
@@ -110,6 +111,10 @@ else
     AD="$OUT/ad-$NAME/final" ED="$OUT/ed-$NAME/final" RL2_MODEL="$RL2_RUN/final" EVAL="$OUT/$EVAL_NAME"
 fi
 RL2_ARGS=()
-[ "${RL2:-0}" = 1 ] && RL2_ARGS=(--rl2-model "$RL2_MODEL")
+if [ "${RL2:-0}" = 1 ]; then
+    RL2_ARGS=(--rl2-model "$RL2_MODEL")
+elif [ -f "pretrained/rl2-$NAME/config.json" ]; then  # the shipped RL² baseline, beside the new AD and ED
+    RL2_ARGS=(--rl2-model "pretrained/rl2-$NAME")
+fi
 # The streams split across the same processes (the results are those of one process, tested).
 launch evaluate --model "$AD" --ed-model "$ED" "${RL2_ARGS[@]}" --out "$EVAL" --update-card
