@@ -14,6 +14,7 @@ placeholder (`<org>/name`), never an absolute path of the machine that wrote the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,7 +37,7 @@ from hf_ad import constants
 from hf_ad.files import atomic_write_text, shipped_roots
 from hf_ad.images import in_a_column, in_a_row, save_png, upscale
 from hf_ad.plotting import Band, save_band_plot
-from hf_ad.recipes import RECIPES, training_values
+from hf_ad.recipes import RECIPES, recipe_of_run
 
 DATASET_CARD_TEMPLATE = "dataset_cards/histories.md"
 MODEL_CARD_TEMPLATE = "model_cards/ad.md"
@@ -395,19 +396,27 @@ def _dataset_command(dataset: str, previous_card: str | None) -> str | None:
 
 
 def recipe_note(env_id: str, train_config: dict) -> str | None:
-    """What the card says of the env's recipe (`hf_ad.recipes`): its departures from the paper, and any
-    setting of this run that is not the recipe's (`None`: the env has no recipe)."""
+    """What the card says of the recipe the run was trained with (`hf_ad.recipes.recipe_of_run`): its
+    departures from the paper, and any setting of this run that is not the recipe's (`None`: the env has no
+    recipe)."""
     if env_id not in RECIPES:
         return None
+    name, recipe = recipe_of_run(env_id, train_config)
     changed = [  # None: the recipe's (runs recorded before the recipes: the same defaults)
-        f"`{name}` {train_config[name]!r} (recipe: {value!r})"
-        for name, value in training_values(env_id).items()
-        if train_config.get(name) not in (None, value)
+        f"`{setting}` {train_config[setting]!r} (recipe: {value!r})"
+        for setting, value in dataclasses.asdict(recipe.training).items()
+        if train_config.get(setting) not in (None, value)
     ]
-    recipe = f"hf_ad's recipe for `{env_id}` (`hf_ad/recipes.py`)"
-    note = f"Trained with {recipe}" if not changed else f"Trained with {recipe} but for " + ", ".join(changed)
-    departures = RECIPES[env_id].departures
-    return f"{note}. Where the recipe departs from the paper's appendix, and why: {departures}"
+    which = (
+        f"hf_ad's recipe for `{env_id}`"
+        if name is None
+        else f"hf_ad's earlier recipe `{name}` for `{env_id}`"
+    )
+    recipe_text = f"{which} (`hf_ad/recipes.py`)"
+    note = f"Trained with {recipe_text}"
+    if changed:
+        note += " but for " + ", ".join(changed)
+    return f"{note}. Where the recipe departs from the paper's appendix, and why: {recipe.departures}"
 
 
 def render_model_card(folder: str | Path, command: str, repo_id: str | None = None) -> str:

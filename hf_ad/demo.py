@@ -2,10 +2,10 @@
 
 Loads `pretrained/ad-darkroom` (and `pretrained/ed-darkroom`) with `InContextRLPipeline.from_pretrained`,
 runs every held-out goal for `--episodes` episodes in one batch with frozen weights, runs the source
-algorithm (tabular Q-learning) from scratch on the same goals, and prints the return by episode of AD,
-ED and the source next to the oracle. Then it draws one goal's path in the room at the first and at
-the last episode, and writes a PNG of the learning curves (and `results.json`) and the replay video of
-those two episodes (`replay.mp4`, `hf_ad.video`) to `--out`.
+algorithm of its recipe (the explore-then-stay search, `hf_ad.sources.explorer`) from scratch on the same
+goals, and prints the return by episode of AD, ED and the source next to the oracle. Then it draws one
+goal's path in the room at the first and at the last episode, and writes a PNG of the learning curves (and
+`results.json`) and the replay video of those two episodes (`replay.mp4`, `hf_ad.video`) to `--out`.
 
 Offline-first: the shipped checkpoints travel with the package (a checkout's `pretrained/`, or
 `share/hf_ad/pretrained/` of a `pip install` of the wheel); only where neither is present does the demo
@@ -29,7 +29,9 @@ from hf_ad.video import Replay, VideoConfig, make_video
 PRETRAINED = "pretrained"  # the shipped checkpoints' folder under each of `files.shipped_roots()`
 # Where the release is published (`hf-ad publish --model pretrained/NAME --repo-id ID`): the demo's
 # fallback for an install that carries no local copy.
-PRETRAINED_REPO_IDS = {"ad-darkroom": "hf-ad/ad-darkroom", "ed-darkroom": "hf-ad/ed-darkroom"}
+PRETRAINED_REPO_IDS = {
+    name: f"hf-ad/{name}" for name in ("ad-darkroom", "ed-darkroom", "ad-darkroom-v1", "ed-darkroom-v1")
+}
 TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
@@ -61,9 +63,12 @@ class DemoConfig:
         default_factory=lambda: shipped_checkpoint("ed-darkroom"),
         metadata={"help": "ED checkpoint for comparison; 'none' skips it."},
     )
-    source: str = field(
-        default="q_learning",
-        metadata={"help": "Source algorithm run from scratch on the same goals; 'none' skips it."},
+    source: str | None = field(
+        default=None,
+        metadata={
+            "help": "Source algorithm run from scratch on the same goals (default: the source of the model's "
+            "recipe, for the shipped model the explore-then-stay search); 'none' skips it."
+        },
     )
     episodes: int = field(default=100, metadata={"help": "Episodes per held-out goal."})
     seed: int = field(default=0, metadata={"help": "Seed of the envs, the action sampling and the source."})

@@ -43,12 +43,11 @@ from transformers import AutoConfig
 from hf_ad import constants
 from hf_ad.cards import update_model_card
 from hf_ad.command_line import command_line
-from hf_ad.data.generate import DEFAULTS
 from hf_ad.envs import optimal_return, random_return, sample_bandit_tasks
 from hf_ad.files import atomic_write_text
 from hf_ad.plotting import Band, Level, save_band_plot
 from hf_ad.processes import current_processes
-from hf_ad.recipes import RECIPES, EvaluationRecipe
+from hf_ad.recipes import RECIPES, EvaluationRecipe, recipe_of_run
 from hf_ad.rollout import InContextRLPipeline
 from hf_ad.sources import SOURCE_NAMES, SOURCES
 from hf_ad.video import VideoConfig, make_video
@@ -311,16 +310,30 @@ def recorded_source(model_path: str) -> tuple[str, dict] | None:
 
 
 def resolve_source(config: EvaluateConfig, env_id: str) -> tuple[str, dict] | None:
-    """`(name, options)` of the source baseline, or `None` when it is skipped (`source='none'`)."""
+    """`(name, options)` of the source baseline, or `None` when it is skipped (`source='none'`).
+
+    The source that generated the checkpoint's data where that is recorded locally (`recorded_source`),
+    else the source of the recipe the checkpoint was trained with (`trained_recipe_source`).
+    """
     if config.source == "none":
         return None
-    recorded = recorded_source(config.model[0])
+    recorded = recorded_source(config.model[0]) or trained_recipe_source(config.model[0], env_id)
     if config.source is not None:
-        options = recorded[1] if recorded is not None and recorded[0] == config.source else {}
+        options = recorded[1] if recorded[0] == config.source else {}
         return config.source, options
-    if recorded is not None:
-        return recorded
-    return (DEFAULTS[env_id].source if env_id in DEFAULTS else FALLBACK_SOURCE), {}
+    return recorded
+
+
+def trained_recipe_source(model_path: str, env_id: str) -> tuple[str, dict]:
+    """`(name, options)` of the source of the recipe a checkpoint was trained with (`recipe_of_run` on its
+    `train_config.json`, the env's current recipe where that is missing); Q-learning for an env without
+    a recipe."""
+    if env_id not in RECIPES:
+        return FALLBACK_SOURCE, {}
+    train_config_path = Path(model_path) / constants.TRAIN_CONFIG
+    recorded = json.loads(train_config_path.read_text()) if train_config_path.is_file() else {}
+    _, recipe = recipe_of_run(env_id, recorded)
+    return recipe.dataset.source, dict(recipe.dataset.source_options)
 
 
 def source_run_config(name: str, options: dict, episodes: int, seed: int):

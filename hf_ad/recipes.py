@@ -11,6 +11,7 @@ model card of a checkpoint records the values it was trained with (`train_config
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,6 +258,28 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+PAST_RECIPES: dict[str, dict[str, Recipe]] = {
+    constants.DARK_ROOM: {"DARK_ROOM_V1_RECIPE": DARK_ROOM_V1_RECIPE},
+}
+"""Recipes an env's shipped checkpoints were trained with before its current one, by their name here."""
+
+
+def recipe_of_run(env_id: str, recorded: dict[str, Any]) -> tuple[str | None, Recipe]:
+    """`(name, recipe)` of the recipe a run recorded in `recorded` (its `train_config.json`) was trained
+    with: the env's current recipe (name `None`) unless a setting the run recorded contradicts it and a past
+    recipe's (`PAST_RECIPES`) does not. A `None` setting (runs recorded before the recipes) fits any.
+
+    Raises:
+        ValueError: no recipe for this env.
+    """
+    current = recipe_for(env_id)
+    for name, recipe in ((None, current), *PAST_RECIPES.get(env_id, {}).items()):
+        values = dataclasses.asdict(recipe.training)
+        if all(recorded.get(field_name) in (None, value) for field_name, value in values.items()):
+            return name, recipe
+    return None, current
+
+
 def recipe_for(env_id: str) -> Recipe:
     """The recipe of `env_id`.
 
@@ -283,6 +306,7 @@ __all__ = [
     "DARK_ROOM_V1_RECIPE",
     "KEY_TO_DOOR_RECIPE",
     "PAPER_SEEDS",
+    "PAST_RECIPES",
     "PIXEL_WATERMAZE_RECIPE",
     "RECIPES",
     "DatasetDefaults",
@@ -290,5 +314,6 @@ __all__ = [
     "Recipe",
     "TrainingRecipe",
     "recipe_for",
+    "recipe_of_run",
     "training_values",
 ]

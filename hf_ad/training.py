@@ -367,10 +367,10 @@ class TrainConfig:
             )
         return command_line(self, program, skip=("resume", "overwrite", *recorded))
 
-    def with_recipe(self, env_id: str) -> TrainConfig:
-        """This config with every recipe setting left `None` (not given) taken from `env_id`'s recipe (with
-        `init_from`, only the optimisation settings: the model is the checkpoint's; with a given
-        `sliding_window`, the context stays twice that window unless given).
+    def with_recipe(self, env_id: str, recipe: TrainingRecipe | None = None) -> TrainConfig:
+        """This config with every recipe setting left `None` (not given) taken from `env_id`'s recipe, or
+        from `recipe` where given (with `init_from`, only the optimisation settings: the model is the
+        checkpoint's; with a given `sliding_window`, the context stays twice that window unless given).
 
         Raises:
             ValueError: no recipe for `env_id` while a setting is left to it.
@@ -384,8 +384,8 @@ class TrainConfig:
         missing = [name for name in settings if getattr(self, name) is None]
         if not missing:
             return self
-        recipe = training_values(env_id)
-        return dataclasses.replace(self, **{name: recipe[name] for name in missing})
+        values = training_values(env_id) if recipe is None else dataclasses.asdict(recipe)
+        return dataclasses.replace(self, **{name: values[name] for name in missing})
 
     def with_dataset_id(self) -> TrainConfig:
         """This config with `hub_dataset_id` recorded for the model card: `--dataset` itself when it names no

@@ -84,13 +84,18 @@ def test_every_shipped_model_card_re_renders_unchanged_where_its_data_is_not(nam
 
 
 def test_the_recipe_note_quotes_the_departures_and_names_what_a_run_changed():
-    recipe = {"max_steps": 2400, "context": 160, "attention_dropout": 0.5}
+    recipe = {"max_steps": 1200, "context": 160, "token_mask_prob": 0.0}
     same = cards.recipe_note(constants.DARK_ROOM, recipe | {"label_smoothing": None})
     assert same.startswith("Trained with hf_ad's recipe for `hf_ad/DarkRoom-v0` (`hf_ad/recipes.py`).")
-    assert "instead of A3C" in same
+    assert "instead of A3C" in same and "systematic search" in same
     changed = cards.recipe_note(constants.DARK_ROOM, recipe | {"max_steps": 100})
-    assert "but for `max_steps` 100 (recipe: 2400)." in changed
+    assert "but for `max_steps` 100 (recipe: 1200)." in changed
     assert cards.recipe_note("SomeoneElses-v0", recipe) is None
+    # A run of the first release's recipe is told against that one (hf_ad.recipes.recipe_of_run).
+    first = cards.recipe_note(constants.DARK_ROOM, {"max_steps": 2400, "token_mask_prob": 0.3})
+    expected = "Trained with hf_ad's earlier recipe `DARK_ROOM_V1_RECIPE` for `hf_ad/DarkRoom-v0`"
+    assert first.startswith(expected)
+    assert "batched tabular Q-learning" in first and " but for " not in first
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +32,9 @@ from hf_ad.evaluation import (
     stream_returns,
 )
 from hf_ad.modeling_rl2 import RL2Model
-from hf_ad.recipes import EvaluationRecipe
+from hf_ad.recipes import DARK_ROOM_RECIPE, EvaluationRecipe
 
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 TASKS = [(0, 0), (2, 7)]
 CARD = (
     "---\nlicense: apache-2.0\nlibrary_name: hf_ad\n---\n"
@@ -273,7 +275,7 @@ def test_config_validation():
         EvaluateConfig(model=["m"], out="x", source="sarsa")
 
 
-def test_source_recorded_with_the_training_data(tmp_path):
+def test_source_recorded_with_the_training_data(tmp_path, monkeypatch):
     dataset = tmp_path / "histories"
     dataset.mkdir()
     generator_config = {"episodes": 300, "seed": 4, "learning_rate": 0.3}
@@ -285,9 +287,15 @@ def test_source_recorded_with_the_training_data(tmp_path):
     assert recorded_source(str(model)) == ("q_learning", generator_config)
     config = EvaluateConfig(model=[str(model)], out="x")
     assert resolve_source(config, constants.DARK_ROOM) == ("q_learning", generator_config)
-    # Without a record: the env's default source, with its own defaults.
+    # Without a record: the source of the recipe the checkpoint was trained with, with its options.
     config = EvaluateConfig(model=[str(tmp_path / "elsewhere")], out="x")
-    assert resolve_source(config, constants.DARK_ROOM)[1] == {}
+    current = DARK_ROOM_RECIPE.dataset
+    assert resolve_source(config, constants.DARK_ROOM) == (current.source, current.source_options)
+    v1 = PRETRAINED_DIR / "ad-darkroom-v1"  # its train_config names its recipe; its data is not here:
+    monkeypatch.chdir(tmp_path)  # (a relative path, which a later reproduction may fill with other data)
+    assert resolve_source(EvaluateConfig(model=[str(v1)], out="x"), constants.DARK_ROOM) == ("q_learning", {})
+    given = EvaluateConfig(model=[str(tmp_path / "elsewhere")], out="x", source="q_learning")
+    assert resolve_source(given, constants.DARK_ROOM) == ("q_learning", {})  # another source: its defaults
     assert resolve_source(EvaluateConfig(model=["m"], out="x", source="none"), constants.DARK_ROOM) is None
 
 

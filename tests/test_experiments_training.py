@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from hf_ad import cli
+from hf_ad import cli, constants
 from hf_ad.constants import DARK_ROOM
 from hf_ad.envs import in_training_region, task_split
 from hf_ad.experiments import EXPERIMENTS, TRAINING_EXPERIMENTS, ExperimentConfig, run_experiment
 from hf_ad.experiments.ablation import FACTORS
 from hf_ad.experiments.arms import EVALUATION_FILE, HISTORIES_DIR, selected_arms
+from hf_ad.recipes import DARK_ROOM_V1_RECIPE
 
 # 1 learner per goal, 90 source episodes (9 stored at keep_every 10: one 160-transition segment fits), 3
 # optimizer steps of 4 windows, 2 goals x 2 seeds x 3 episodes of evaluation.
@@ -112,6 +113,21 @@ def test_an_arm_that_trains_the_recipe_is_trained_once_for_every_experiment(abla
     recipe = model("ablation-context", "context 4 episodes (80 steps)")
     assert recipe == model("ablation-tasks", "65 training goals") == model("ablation-source", "q-learning")
     assert model("ablation-masking", "token mask 0") != recipe
+
+
+def test_the_experiments_train_the_first_release_recipe_whatever_the_shipped_one(ablations):
+    """The evidence measures AD distilled from Q-learning (`DARK_ROOM_V1_RECIPE`), not the shipped recipe."""
+    method = ablations["ablation-context"]["methods"]["context 4 episodes (80 steps)"]
+    recorded = json.loads((Path(method["model"]).parent / constants.TRAIN_CONFIG).read_text())
+    v1 = DARK_ROOM_V1_RECIPE
+    assert {k: recorded[k] for k in ("token_mask_prob", "sliding_window", "intermediate_size")} == {
+        "token_mask_prob": v1.training.token_mask_prob,
+        "sliding_window": v1.training.sliding_window,
+        "intermediate_size": v1.training.intermediate_size,
+    }
+    metadata = json.loads((Path(method["histories"]) / constants.HISTORIES_METADATA).read_text())
+    assert metadata["source"] == v1.dataset.source
+    assert metadata["generator_config"]["keep_every"] == v1.dataset.keep_every
 
 
 def results_of(config: ExperimentConfig) -> dict:

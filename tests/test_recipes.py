@@ -16,11 +16,13 @@ from hf_ad.data.generate import DEFAULTS, GenerateConfig, generate_histories
 from hf_ad.recipes import (
     BANDIT_RECIPE,
     DARK_ROOM_RECIPE,
+    DARK_ROOM_V1_RECIPE,
+    PAST_RECIPES,
     RECIPES,
     EvaluationRecipe,
     TrainingRecipe,
     recipe_for,
-    training_values,
+    recipe_of_run,
 )
 from hf_ad.sources.bandits import UCBConfig
 from hf_ad.training import TrainConfig, model_field_names, resume_changes
@@ -54,32 +56,48 @@ def test_every_env_has_a_recipe_and_generate_defaults_are_its_dataset():
         recipe_for("nope/Env-v0")
 
 
-def test_dark_room_recipe_is_the_shipped_release():
-    """Every recipe value is what `pretrained/ad-darkroom` was trained with (scripts/reproduce.sh)."""
-    folder = PRETRAINED_DIR / "ad-darkroom"
+@pytest.mark.parametrize(
+    "name, recipe", [("ad-darkroom", DARK_ROOM_RECIPE), ("ad-darkroom-v1", DARK_ROOM_V1_RECIPE)]
+)
+def test_dark_room_recipes_are_the_shipped_releases(name, recipe):
+    """Every recipe value is what `pretrained/NAME` was trained with (scripts/reproduce.sh)."""
+    folder = PRETRAINED_DIR / name
     recorded = json.loads((folder / constants.TRAIN_CONFIG).read_text())
     model = json.loads((folder / constants.MODEL_CONFIG).read_text())
     state = json.loads((folder / constants.TRAINER_STATE).read_text())
     used = {**recorded, **{name: model[name] for name in model_field_names()}, "context": state["context"]}
-    assert training_values(constants.DARK_ROOM) == {
-        name: used[name] for name in training_values(constants.DARK_ROOM)
-    }
-    assert state["num_processes"] == DARK_ROOM_RECIPE.num_processes
+    values = dataclasses.asdict(recipe.training)
+    assert values == {name: used[name] for name in values}
+    assert state["num_processes"] == recipe.num_processes
     # The release's own flags, recipe values left out, resolve to the same run settings.
     flags = {k: recorded[k] for k in ("dataset", "output_dir", "save_steps", "report_to", "resume")}
-    resolved = TrainConfig(**flags).with_recipe(constants.DARK_ROOM).to_dict()
+    resolved = TrainConfig(**flags).with_recipe(constants.DARK_ROOM, recipe.training).to_dict()
     assert {k: resolved[k] for k, v in recorded.items() if v is not None} == {
         k: v for k, v in recorded.items() if v is not None
     }
 
 
 def test_a_run_recorded_before_the_recipes_resumes_with_them():
-    """The shipped Dark Room run left the model and context to ADConfig (null); the recipe gives the same."""
-    recorded = json.loads((PRETRAINED_DIR / "ad-darkroom" / constants.TRAIN_CONFIG).read_text())
+    """The first Dark Room release left the model and context to ADConfig (null); its recipe: the same."""
+    recorded = json.loads((PRETRAINED_DIR / "ad-darkroom-v1" / constants.TRAIN_CONFIG).read_text())
     flags = {k: recorded[k] for k in ("dataset", "output_dir", "save_steps", "report_to", "resume")}
-    assert resume_changes(TrainConfig(**flags).with_recipe(constants.DARK_ROOM), recorded) == {}
+    v1 = DARK_ROOM_V1_RECIPE.training
+    assert resume_changes(TrainConfig(**flags).with_recipe(constants.DARK_ROOM, v1), recorded) == {}
     with pytest.raises(ValueError, match="hidden_size: 64 -> 32"):
-        resume_changes(TrainConfig(**flags, hidden_size=32).with_recipe(constants.DARK_ROOM), recorded)
+        resume_changes(TrainConfig(**flags, hidden_size=32).with_recipe(constants.DARK_ROOM, v1), recorded)
+
+
+def test_each_shipped_dark_room_release_names_the_recipe_it_was_trained_with():
+    for folder, expected in (
+        ("ad-darkroom", (None, DARK_ROOM_RECIPE)),
+        ("ad-darkroom-v1", ("DARK_ROOM_V1_RECIPE", DARK_ROOM_V1_RECIPE)),
+    ):
+        recorded = json.loads((PRETRAINED_DIR / folder / constants.TRAIN_CONFIG).read_text())
+        assert recipe_of_run(constants.DARK_ROOM, recorded) == expected
+    assert recipe_of_run(constants.DARK_ROOM, {}) == (None, DARK_ROOM_RECIPE)  # nothing recorded: current
+    # A run that fits no recipe is told against the current one (the card lists what it changed).
+    assert recipe_of_run(constants.DARK_ROOM, {"max_steps": 7}) == (None, DARK_ROOM_RECIPE)
+    assert PAST_RECIPES[constants.DARK_ROOM]["DARK_ROOM_V1_RECIPE"].dataset.source == "q_learning"
 
 
 def test_init_from_takes_only_the_optimisation_from_the_recipe():

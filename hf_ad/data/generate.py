@@ -627,7 +627,12 @@ def default_source_options(env_id: str, source: str | None = None) -> dict[str, 
     """Config values of the env's default dataset (`DEFAULTS`) for `source` (default: the env's)."""
     if env_id not in DEFAULTS:
         raise ValueError(f"env must be one of {tuple(DEFAULTS)}, got {env_id!r}")
-    defaults = DEFAULTS[env_id]
+    return dataset_options(DEFAULTS[env_id], source)
+
+
+def dataset_options(defaults: DatasetDefaults, source: str | None = None) -> dict[str, Any]:
+    """Config values of the dataset `defaults` for `source` (default: its own source): its size and
+    subsampling, and its `source_options` only where `source` is its source."""
     options = {
         "histories_per_task": defaults.histories_per_task,
         "episodes": defaults.episodes,

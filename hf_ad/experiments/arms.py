@@ -35,16 +35,19 @@ import numpy as np
 from transformers import AutoConfig
 
 from hf_ad.constants import DARK_ROOM
-from hf_ad.data.generate import GenerateConfig, default_source_options, generate_command, generate_histories
+from hf_ad.data.generate import GenerateConfig, dataset_options, generate_command, generate_histories
 from hf_ad.experiments.common import ExperimentConfig, Setting, load_agent, play
 from hf_ad.files import atomic_write_json
-from hf_ad.recipes import recipe_for
+from hf_ad.recipes import DARK_ROOM_V1_RECIPE
 from hf_ad.sources import SOURCES
 from hf_ad.training import TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
 ENV_ID = DARK_ROOM
+# The experiments measure the first release's recipe (Q-learning histories, every 10th episode kept), whose
+# model docs/EVIDENCE.md evaluates (`pretrained/ad-darkroom-v1`); the shipped recipe distils a search.
+RECIPE = DARK_ROOM_V1_RECIPE
 HISTORIES_DIR = "histories"
 RUNS_DIR = "runs"
 EVALUATION_FILE = "evaluation.json"
@@ -83,12 +86,11 @@ class Budget:
 def budget(config: ExperimentConfig, default_steps: int, data_defaults: dict | None = None) -> Budget:
     """The experiment's budget: the flags given, else `default_steps`, the recipe's batch size and dataset
     (with the experiment's own `data_defaults`, e.g. fewer histories where every episode is kept)."""
-    recipe = recipe_for(ENV_ID)
-    data = {"histories_per_task": recipe.dataset.histories_per_task, "episodes": recipe.dataset.episodes}
+    data = {"histories_per_task": RECIPE.dataset.histories_per_task, "episodes": RECIPE.dataset.episodes}
     data.update(data_defaults or {})
     return Budget(
         steps=config.steps or default_steps,
-        batch_size=config.batch_size or recipe.training.batch_size,
+        batch_size=config.batch_size or RECIPE.training.batch_size,
         histories_per_task=config.histories_per_task or data["histories_per_task"],
         source_episodes=config.source_episodes or data["episodes"],
     )
@@ -119,8 +121,9 @@ def histories_for(arm: Arm, plan: Budget, work_dir: str) -> Path:
     data = dict(arm.data)
     generate_fields = {f.name for f in dataclasses.fields(GenerateConfig)}
     generate_options = {name: data.pop(name) for name in list(data) if name in generate_fields}
+    generate_options.setdefault("source", RECIPE.dataset.source)
     config = GenerateConfig(out=KEY_PLACEHOLDER, env=ENV_ID, tasks="train", **generate_options)
-    source_options = default_source_options(ENV_ID, config.source_name)
+    source_options = dataset_options(RECIPE.dataset, config.source_name)
     source_options.update(histories_per_task=plan.histories_per_task, episodes=plan.source_episodes, **data)
     source_config = SOURCES[config.source_name][1](**source_options)
     folder = Path(work_dir) / HISTORIES_DIR / short_hash(generate_command(config, source_config))
@@ -129,9 +132,10 @@ def histories_for(arm: Arm, plan: Budget, work_dir: str) -> Path:
 
 def own_training_options(arm: Arm) -> dict:
     """The arm's training options that differ from the recipe's (the same run is then one folder)."""
-    recipe = recipe_for(ENV_ID).training
     missing = object()
-    return {name: value for name, value in arm.train.items() if getattr(recipe, name, missing) != value}
+    return {
+        name: value for name, value in arm.train.items() if getattr(RECIPE.training, name, missing) != value
+    }
 
 
 def run_folder(arm: Arm, plan: Budget, dataset: Path, seed: int, work_dir: str) -> Path:
@@ -153,7 +157,7 @@ def train_arm(arm: Arm, plan: Budget, dataset: Path, run_dir: Path, seed: int) -
         save_steps=max(plan.steps // 8, 1),
         resume=True,
         **own_training_options(arm),
-    )
+    ).with_recipe(ENV_ID, RECIPE.training)
     return train(config)
 
 
@@ -204,9 +208,8 @@ def run_arm(arm: Arm, plan: Budget, config: ExperimentConfig, experiment: str) -
 
 def budget_record(plan: Budget) -> dict[str, Any]:
     """The shared budget as results.json states it, with the recipe's model it trains."""
-    training = recipe_for(ENV_ID).training
     model = {
-        name: getattr(training, name)
+        name: getattr(RECIPE.training, name)
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
     }
     return {**dataclasses.asdict(plan), "processes": 1, "model": model}

@@ -37,6 +37,9 @@ from hf_ad.sources.base import EpisodeBlock
 EXPERIMENT_PROGRAM = "hf-ad experiment"
 RESULTS_FILE = "results.json"
 SOURCE = "q_learning"
+# The checkpoints the experiments measure by default: the first Dark Room release, distilled from Q-learning
+# (`hf_ad.recipes.DARK_ROOM_V1_RECIPE`), which is the algorithm-distillation question docs/EVIDENCE.md asks.
+EVIDENCE_AD, EVIDENCE_ED = "ad-darkroom-v1", "ed-darkroom-v1"
 GOAL_ROOMS = (DARK_ROOM, DARK_ROOM_HARD)  # the envs the experiments apply to: one invisible goal cell
 
 
@@ -46,11 +49,17 @@ class ExperimentConfig:
 
     model: str | None = field(
         default=None,
-        metadata={"help": "AD checkpoint folder or hub repo id. Default: the shipped Dark Room AD."},
+        metadata={
+            "help": "AD checkpoint folder or hub repo id. Default: the first Dark Room release, "
+            "pretrained/ad-darkroom-v1."
+        },
     )
     ed_model: str | None = field(
         default=None,
-        metadata={"help": "ED checkpoint folder or hub repo id. Default: the shipped Dark Room ED."},
+        metadata={
+            "help": "ED checkpoint folder or hub repo id. Default: the first Dark Room release, "
+            "pretrained/ed-darkroom-v1."
+        },
     )
     out: str | None = field(
         default=None,
@@ -131,12 +140,12 @@ class ExperimentConfig:
             raise ValueError(f"reward_prob must be a probability in (0, 1], got {self.reward_prob!r}")
 
     def resolved(self, name: str, default_episodes: int) -> ExperimentConfig:
-        """This config with the shipped checkpoints, `runs/experiments/NAME` and the experiment's episodes
-        filled in where not given."""
+        """This config with the shipped first-release checkpoints, `runs/experiments/NAME` and the
+        experiment's episodes filled in where not given."""
         return dataclasses.replace(
             self,
-            model=self.model or shipped_checkpoint("ad-darkroom"),
-            ed_model=self.ed_model or shipped_checkpoint("ed-darkroom"),
+            model=self.model or shipped_checkpoint(EVIDENCE_AD),
+            ed_model=self.ed_model or shipped_checkpoint(EVIDENCE_ED),
             out=self.out or str(Path("runs") / "experiments" / name),
             episodes=self.episodes or default_episodes,
         )
@@ -259,9 +268,11 @@ def play(
 def learn_from_scratch(
     setting: Setting, streams: Sequence[tuple], episodes: int, seed: int, env_kwargs: dict | None = None
 ) -> Iterator[EpisodeBlock]:
-    """Q-learning (with the env's recipe options) from scratch, one independent learner per entry of
-    `streams`, all in one batch seeded with `seed`: every episode's `EpisodeBlock`."""
-    options = DEFAULTS[setting.env_id].source_options if setting.env_id in DEFAULTS else {}
+    """Q-learning (with the env's recipe options where Q-learning is its recipe's source) from scratch, one
+    independent learner per entry of `streams`, all in one batch seeded with `seed`: every episode's
+    `EpisodeBlock`."""
+    defaults = DEFAULTS.get(setting.env_id)
+    options = defaults.source_options if defaults is not None and defaults.source == SOURCE else {}
     learn = SOURCES[SOURCE][0]
     kwargs = {**setting.env_kwargs, **(env_kwargs or {})}
     return learn(setting.env_id, list(streams), source_run_config(SOURCE, options, episodes, seed), kwargs)
