@@ -74,19 +74,7 @@ if [ "${RL2:-0}" = 1 ]; then  # the paper's upper-bound baseline: hf-ad train-rl
         > "$RL2_RUN.log" 2>&1 || { tail -n 20 "$RL2_RUN.log"; exit 1; }
 fi
 
-if [ "${SHIP:-0}" = 1 ]; then
-    # Replace this env's folders in pretrained/ with this run's, then evaluate the shipped folders themselves
-    # so that their cards carry the measured numbers and the command that measured them.
-    ship() {  # ship SOURCE NAME: pretrained/NAME becomes a copy of SOURCE
-        rm -rf "pretrained/$2.new" && cp -r "$1" "pretrained/$2.new"
-        rm -rf "pretrained/$2" && mv "pretrained/$2.new" "pretrained/$2"
-    }
-    mkdir -p pretrained
-    ship "$OUT/$NAME-histories" "$NAME-histories"
-    ship "$OUT/ad-$NAME/final" "ad-$NAME"
-    ship "$OUT/ed-$NAME/final" "ed-$NAME"
-    [ "${RL2:-0}" = 1 ] && ship "$RL2_RUN/final" "rl2-$NAME"
-    rm -rf "pretrained/$EVAL_NAME"
+write_cards() {  # the shipped folders' cards, rendered for their folder names (what evaluate wrote is kept)
     NAME=$NAME "$BIN/python" - <<'PY'
 import json
 import os
@@ -106,6 +94,21 @@ if os.environ.get("RL2") == "1":
 folder = Path(f"pretrained/{name}-histories")
 write_dataset_card(folder, json.loads((folder / "hf_ad_histories.json").read_text()), repo_id=str(folder))
 PY
+}
+if [ "${SHIP:-0}" = 1 ]; then
+    # Replace this env's folders in pretrained/ with this run's, then evaluate the shipped folders themselves
+    # so that their cards carry the measured numbers and the command that measured them.
+    ship() {  # ship SOURCE NAME: pretrained/NAME becomes a copy of SOURCE
+        rm -rf "pretrained/$2.new" && cp -r "$1" "pretrained/$2.new"
+        rm -rf "pretrained/$2" && mv "pretrained/$2.new" "pretrained/$2"
+    }
+    mkdir -p pretrained
+    ship "$OUT/$NAME-histories" "$NAME-histories"
+    ship "$OUT/ad-$NAME/final" "ad-$NAME"
+    ship "$OUT/ed-$NAME/final" "ed-$NAME"
+    [ "${RL2:-0}" = 1 ] && ship "$RL2_RUN/final" "rl2-$NAME"
+    rm -rf "pretrained/$EVAL_NAME"
+    write_cards
     AD=pretrained/ad-$NAME ED=pretrained/ed-$NAME RL2_MODEL=pretrained/rl2-$NAME EVAL=pretrained/$EVAL_NAME
 else
     AD="$OUT/ad-$NAME/final" ED="$OUT/ed-$NAME/final" RL2_MODEL="$RL2_RUN/final" EVAL="$OUT/$EVAL_NAME"
@@ -118,3 +121,5 @@ elif [ -f "pretrained/rl2-$NAME/config.json" ]; then  # the shipped RL² baselin
 fi
 # The streams split across the same processes (the results are those of one process, tested).
 launch evaluate --model "$AD" --ed-model "$ED" "${RL2_ARGS[@]}" --out "$EVAL" --update-card
+# Once more after the evaluation: a card that has an evaluation links it from its introduction.
+if [ "${SHIP:-0}" = 1 ]; then write_cards; fi
