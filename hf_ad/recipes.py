@@ -131,7 +131,7 @@ DARK_ROOM_RECIPE = Recipe(
         "goal of 30 episodes, every episode kept (the search converges in under 10 episodes). No token "
         "masking (the appendix: 0.3), measured: with it AD scored 13.98 over episodes 16-20 against 15.47 "
         "without (docs/RECIPE_SEARCH.md, trials 1 and 2). Feed-forward width 256 instead of 2048 and a "
-        "global batch of 64 instead of 128, for 1200 steps, to train in about 10 minutes on 2 CPU cores; "
+        "global batch of 64 instead of 128, for 1200 steps, to train in 10-12.5 minutes on 2 CPU cores; "
         "the rest is the appendix's (embedding 64, 4 layers, 4 heads, dropout 0.1, attention dropout 0.5, "
         "peak learning rate 3e-4, cosine schedule, 80 transitions = 4 episodes of context)."
     ),

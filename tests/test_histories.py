@@ -24,6 +24,7 @@ from hf_ad.data.generate import GenerateConfig, generate_histories
 from hf_ad.data.histories import load_histories, validate_histories
 from hf_ad.envs import task_split
 from hf_ad.images import upscale
+from hf_ad.recipes import DARK_ROOM_RECIPE
 from hf_ad.sources.experts import ExpertConfig
 from hf_ad.sources.q_learning import QLearningConfig
 
@@ -73,6 +74,8 @@ def test_layout_and_metadata(folder):
     ]
     assert metadata["complete"] and metadata["env_id"] == constants.DARK_ROOM
     assert metadata["generator_config"]["keep_every"] == KEEP_EVERY
+    # No --source given, a QLearningConfig passed: Q-learning, not the env's default source (the explorer).
+    assert metadata["source"] == "q_learning" and "--source q_learning" in metadata["command"]
     assert len(metadata["task_split"]["train"]) == metadata["splits"]["train"]["num_tasks"] == 65
     assert len(metadata["learning_curve"]["train"]["mean_return"]) == EPISODES
     assert Features.from_dict(metadata["features"])[constants.OBSERVATION] == List(Value("int64"), length=2)
@@ -545,7 +548,13 @@ def test_a_rerun_corrects_the_byte_counts_of_an_older_dataset(folder, copy):
 
 def test_expert_histories_and_parse_defaults(tmp_path):
     config, source = generate.parse_generate_args(["--out", str(tmp_path / "x")])
-    assert (config.source_name, source.histories_per_task, source.keep_every) == ("q_learning", 40, 10)
+    recipe = DARK_ROOM_RECIPE.dataset
+    assert (config.source_name, source.histories_per_task, source.keep_every) == (
+        recipe.source,
+        recipe.histories_per_task,
+        recipe.keep_every,
+    )
+    assert (source.epsilon, source.exploit_epsilon) == (0.1, 0.01)  # the recipe's options for its source
     config, source = generate.parse_generate_args(
         ["--out", str(tmp_path / "e"), "--source", "expert", "--episodes", "2", "--histories-per-task", "1"]
     )

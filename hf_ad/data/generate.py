@@ -263,9 +263,15 @@ class Generation:
     def prepare(cls, config: GenerateConfig, source_config: SourceConfig | None = None) -> Generation:
         """Resolve the source, plan the shards and probe the env for its spaces and episode length.
 
+        `config.source` left `None` with a `source_config` given: the source whose config class it is (a
+        `QLearningConfig` generates Q-learning histories whatever the env's default source).
+
         Raises:
             ValueError: `source_config` is not the chosen source's config class.
         """
+        if config.source is None and source_config is not None:
+            named = [name for name, (_, cls_) in SOURCES.items() if type(source_config) is cls_]
+            config = dataclasses.replace(config, source=named[0]) if named else config
         learn, config_cls = SOURCES[config.source_name]
         if source_config is None:
             source_config = config_cls(**default_source_options(config.env, config.source_name))
