@@ -200,7 +200,8 @@ def bench_default_dataset(folder: Path) -> list[str]:
     defaults = DEFAULTS[constants.DARK_ROOM]
     curve = metadata["learning_curve"]["train"]["mean_return"]
     transitions = split["num_histories"] * defaults.episodes * metadata["episode_length"]
-    points = ", ".join(f"{curve[e]:.1f} (ep {e})" for e in (0, 10, 20, 50, 100, 200, len(curve) - 1))
+    shown = [e for e in (0, 10, 20, 50, 100, 200) if e < len(curve) - 1] + [len(curve) - 1]
+    points = ", ".join(f"{curve[e]:.1f} (ep {e})" for e in shown)
     return [
         f"`hf-ad generate --env {constants.DARK_ROOM}` (defaults: {defaults.source}, "
         f"{defaults.histories_per_task} histories per training goal, {defaults.episodes} episodes, "

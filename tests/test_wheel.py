@@ -125,7 +125,7 @@ def test_demo_and_accelerate_training_run_from_the_installed_wheel(tmp_path):
     assert Path(where.strip()).is_relative_to(tmp_path / "venv")
 
     demo = run([bin_dir / "hf-ad", "demo", "--episodes", "3", "--out", "demo"], work, env)
-    assert "| episode | AD | ED | q_learning (from scratch) | oracle |" in demo.stdout
+    assert "| episode | AD | ED | explorer (from scratch) | oracle |" in demo.stdout  # the recipe's source
     assert "Loading weights" not in demo.stderr
     models = json.loads((work / "demo" / constants.RESULTS_JSON).read_text())["per_checkpoint"]["AD"]
     assert [Path(path) for path in models] == [
