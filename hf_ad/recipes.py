@@ -38,10 +38,10 @@ class DatasetDefaults:
 class TrainingRecipe:
     """The `hf-ad train` settings of an env's recipe (each a `TrainConfig` field of the same name).
 
-    The defaults are the Dark Room release (`scripts/reproduce.sh`: two processes of batch 32): the paper's
-    model (embedding 64, 4 layers, 4 heads, dropout 0.1, attention dropout 0.5, token masking 0.3) with a
-    feed-forward width of 256 instead of 2048 and a global batch of 64 instead of 128, to fit 2 CPU cores
-    (2400 steps in 25 minutes on Dark Room).
+    The defaults are the first Dark Room release (`DARK_ROOM_V1_RECIPE`, two processes of batch 32): the
+    paper's model (embedding 64, 4 layers, 4 heads, dropout 0.1, attention dropout 0.5, token masking 0.3)
+    with a feed-forward width of 256 instead of 2048 and a global batch of 64 instead of 128, to fit 2 CPU
+    cores (2400 steps in 25 minutes on Dark Room).
     """
 
     max_steps: int = 2400
