@@ -18,33 +18,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-COLUMNS = ("history_id", "episode", "observation", "action", "reward")
+from hf_ad import constants
+from hf_ad.data.windows import WINDOW_COLUMNS, HistoryWindows
+
+COLUMNS = (*WINDOW_COLUMNS, constants.EPISODE)
+BATCH_SIZE = 32  # windows per forward pass
 
 
-def steps_before_reward(episodes: np.ndarray, rewards: np.ndarray, count: int) -> np.ndarray:
-    """`(T,)` bool: the steps of each episode up to the one that earns its `count`-th positive reward (that
-    step included: its action is the one that reaches the reward)."""
-    before = np.zeros(len(episodes), dtype=bool)
-    for episode in np.unique(episodes):
-        steps = np.nonzero(episodes == episode)[0]
-        paid = rewards[steps] > 0
-        before[steps] = np.cumsum(paid) - paid < count  # rewards strictly before each step
-    return before
+def episode_first_rows(history_ids: np.ndarray, episodes: np.ndarray) -> np.ndarray:
+    """The first row of every stored episode of every history (rows of a history contiguous, in order)."""
+    new_history = np.r_[True, history_ids[1:] != history_ids[:-1]]  # (N,)
+    return np.flatnonzero(new_history | np.r_[True, episodes[1:] != episodes[:-1]])
+
+
+def steps_before_reward(first_rows: np.ndarray, rewards: np.ndarray, count: int) -> np.ndarray:
+    """`(N,)` bool: the steps of each episode (starting at `first_rows`) up to the one that earns its
+    `count`-th positive reward (that step included: its action is the one that reaches the reward)."""
+    paid = (rewards > 0).astype(np.int64)  # (N,)
+    earned = np.cumsum(paid)  # (N,) rewards up to each step, over the whole column
+    lengths = np.diff(np.r_[first_rows, len(rewards)])  # (E,)
+    before_episode = np.repeat(earned[first_rows] - paid[first_rows], lengths)  # (N,)
+    return earned - paid - before_episode < count  # rewards of the episode strictly before each step
 
 
 @torch.no_grad()
-def window_losses(model, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """`(T,)` cross-entropy of the model's prediction of each action of one window of one history."""
-    observations = torch.as_tensor(columns["observation"][None])  # (1, T, ...)
-    actions = torch.as_tensor(columns["action"][None]).long()  # (1, T)
-    rewards = torch.as_tensor(columns["reward"][None]).float()  # (1, T)
-    start = torch.full((1, 1), model.config.num_actions)  # "no previous action"
-    prev_actions = torch.cat([start, actions[:, :-1]], dim=1)  # (1, T)
-    prev_rewards = torch.cat([torch.zeros(1, 1), rewards[:, :-1]], dim=1)  # (1, T)
-    logits = model(observations=observations, prev_actions=prev_actions, prev_rewards=prev_rewards).logits
-    return F.cross_entropy(logits[0].float(), actions[0], reduction="none").numpy()  # (T,)
-
-
 def phase_losses(
     model,
     columns: dict[str, np.ndarray],
@@ -52,31 +49,44 @@ def phase_losses(
     window_episodes: int,
     before_reward: int | None = None,
 ) -> dict[int, float]:
-    """Mean cross-entropy per phase over every history in `columns` (numpy columns of `COLUMNS`, rows in
-    history order): for phase p, the window of stored episodes p .. p + window_episodes - 1 of each history,
-    scored on its second half (and, with `before_reward`, on the steps up to that reward only).
+    """Mean cross-entropy per phase over every history in `columns` (numpy columns of `COLUMNS`, rows of a
+    history contiguous and in time order, episodes of one length): for phase p, the training window
+    (`HistoryWindows.gather`) of stored episodes p .. p + window_episodes - 1 of each history, scored on its
+    second half (and, with `before_reward`, on the steps up to that reward only).
 
     Raises:
         ValueError: a phase whose window runs past a history's stored episodes.
     """
-    losses: dict[int, list[np.ndarray]] = {phase: [] for phase in phases}
-    histories = columns["history_id"]
-    for history in np.unique(histories):
-        rows = np.nonzero(histories == history)[0]
-        stored = np.unique(columns["episode"][rows])
-        for phase in phases:
-            if phase + window_episodes > len(stored):
-                raise ValueError(
-                    f"phase {phase} needs {window_episodes} stored episodes from there; history {history} "
-                    f"stores {len(stored)}: choose phases below {len(stored) - window_episodes + 1}"
-                )
-            window = rows[np.isin(columns["episode"][rows], stored[phase : phase + window_episodes])]
-            window_columns = {name: columns[name][window] for name in COLUMNS}
-            loss = window_losses(model, window_columns)
-            scored = np.arange(len(window)) >= len(window) // 2
-            if before_reward is not None:
-                scored &= steps_before_reward(
-                    window_columns["episode"], window_columns["reward"], before_reward
-                )
-            losses[phase].append(loss[scored])
-    return {phase: float(np.concatenate(parts).mean()) for phase, parts in losses.items()}
+    first_rows = episode_first_rows(columns[constants.HISTORY_ID], columns[constants.EPISODE])  # (E,)
+    episode_length = int(first_rows[1] - first_rows[0]) if len(first_rows) > 1 else len(first_rows)
+    context = window_episodes * episode_length
+    windows = HistoryWindows(
+        {name: columns[name] for name in WINDOW_COLUMNS}, context, model.config.num_actions
+    )
+    history_of_episode = windows.history_of(first_rows)  # (E,)
+    rank = np.arange(len(first_rows)) - np.searchsorted(history_of_episode, history_of_episode)  # (E,)
+    stored = np.bincount(history_of_episode)  # (H,) episodes stored per history
+    scored = np.arange(context) >= context // 2  # (T,)
+    kept = (
+        steps_before_reward(first_rows, columns[constants.REWARD], before_reward) if before_reward else None
+    )
+    losses = {}
+    for phase in phases:
+        if phase + window_episodes > stored.min():
+            raise ValueError(
+                f"phase {phase} needs {window_episodes} stored episodes from there; a history stores "
+                f"{stored.min()}: choose phases below {stored.min() - window_episodes + 1}"
+            )
+        starts = first_rows[rank == phase]  # (H,) one window per history
+        parts = []
+        for batch in np.array_split(starts, max(1, len(starts) // BATCH_SIZE)):
+            inputs = windows.gather(batch)
+            labels = inputs.pop("labels")  # (B, T)
+            logits = model(**inputs).logits  # (B, T, A)
+            loss = F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none").numpy()  # (B, T)
+            mask = np.broadcast_to(scored, loss.shape)
+            if kept is not None:
+                mask = mask & kept[batch[:, None] + np.arange(context)]
+            parts.append(loss[mask])
+        losses[phase] = float(np.concatenate(parts).mean())
+    return losses
