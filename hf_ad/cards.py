@@ -407,13 +407,8 @@ def recipe_note(env_id: str, train_config: dict) -> str | None:
         for setting, value in dataclasses.asdict(recipe.training).items()
         if train_config.get(setting) not in (None, value)
     ]
-    which = (
-        f"hf_ad's recipe for `{env_id}`"
-        if name is None
-        else f"hf_ad's earlier recipe `{name}` for `{env_id}`"
-    )
-    recipe_text = f"{which} (`hf_ad/recipes.py`)"
-    note = f"Trained with {recipe_text}"
+    which = "recipe" if name is None else f"earlier recipe `{name}`"
+    note = f"Trained with hf_ad's {which} for `{env_id}` (`hf_ad/recipes.py`)"
     if changed:
         note += " but for " + ", ".join(changed)
     return f"{note}. Where the recipe departs from the paper's appendix, and why: {recipe.departures}"
