@@ -74,6 +74,11 @@ class ExploreThenStay:
         self._cell: np.ndarray | None = None  # (B,) flat cell of the last act
         self._action: np.ndarray | None = None  # (B,) the last action, until observed
 
+    @property
+    def searching(self) -> np.ndarray:
+        """`(B,)` bool: the stream has not found the goal yet."""
+        return self.goal < 0
+
     def act(self, observations) -> np.ndarray:
         """`(B,)` int64 actions for observations `(B, 2)` (x, y)."""
         if self.num_streams == 0:
@@ -88,9 +93,7 @@ class ExploreThenStay:
         cell = observations[:, 1] * self.size + observations[:, 0]  # (B,)
         self.visited[self.visited.all(axis=1)] = False  # swept everything without a reward: sweep again
         target = np.where(self.goal >= 0, self.goal, self._nearest_unvisited(observations))  # (B,)
-        target_xy = self._coordinates[target]  # (B, 2)
-        actions = np.array([grid.greedy_action(o, t) for o, t in zip(observations, target_xy, strict=True)])
-        self._cell, self._action = cell, actions.astype(np.int64)
+        self._cell, self._action = cell, grid.greedy_actions(observations, self._coordinates[target])
         return self._action.copy()
 
     def observe(self, rewards, episode_ended=None, actions=None) -> None:
@@ -121,10 +124,109 @@ class ExploreThenStay:
         self._action = None
 
     def _nearest_unvisited(self, observations: np.ndarray) -> np.ndarray:
-        """`(B,)` flat index of an unvisited cell nearest to each stream's position (random ties)."""
-        distance = np.abs(self._coordinates[None] - observations[:, None]).sum(axis=-1)  # (B, n)
-        noise = self.rng.random(distance.shape)  # (B, n) in [0, 1): breaks ties only
-        return np.where(self.visited, np.inf, distance + noise).argmin(axis=1)
+        return nearest_untested(self._coordinates, observations, self.visited, self.rng)
 
 
-__all__ = ["ExploreThenStay"]
+class KeyThenDoorSearch:
+    """The same search on `num_streams` Dark Key-to-Door rooms at once: find the key, then the door.
+
+    An episode pays twice, in order: the key (the first reward of an episode), then the door (the second).
+    Per stream, the search keeps one set of tested cells per reward: a cell moved onto without the key in
+    hand that paid nothing is not the key; one moved onto with the key in hand that paid nothing is not the
+    door (the door pays nothing before the key, so only these count). In each episode it walks to the key
+    (the nearest cell not yet tested for the key until the key has paid once), then to the door (likewise),
+    then stays on the door. It knows it holds the key from its own rewards, as the tabular learner does.
+    Start cells are random in this room, so the search never relies on where an episode begins.
+
+    Args:
+        size: side of the room (Dark Key-to-Door: 9).
+        seed: seeds the tie-breaking between equally near untested cells (`reset(seed=...)` re-seeds).
+    """
+
+    STAGES = 2  # the key, then the door
+
+    def __init__(self, size: int = 9, seed: int | None = None):
+        self.size = grid.check_size(size)
+        self.rng = np.random.default_rng(seed)
+        self._next_cell = grid.next_cell_table(self.size)  # (n, A) flat cell after each action
+        self._coordinates = grid.cell_coordinates(self.size)  # (n, 2) (x, y) per flat cell
+        self.num_streams = 0
+
+    def reset(self, num_streams: int = 1, seed: int | None = None) -> None:
+        """Start `num_streams` new tasks: nothing tested, neither key nor door known."""
+        if isinstance(num_streams, bool) or not isinstance(num_streams, int | np.integer) or num_streams < 1:
+            raise ValueError(f"num_streams must be a positive integer, got {num_streams!r}")
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.num_streams = int(num_streams)
+        n = self.size**2
+        self.tested = np.zeros((self.num_streams, self.STAGES, n), dtype=bool)  # (B, 2, n) per reward
+        self.found = np.full((self.num_streams, self.STAGES), -1, dtype=np.int64)  # (B, 2) flat, -1 unknown
+        self.rewards_this_episode = np.zeros(self.num_streams, dtype=np.int64)  # (B,) 0, 1 (key held) or 2
+        self._cell: np.ndarray | None = None  # (B,) flat cell of the last act
+        self._action: np.ndarray | None = None  # (B,) the last action, until observed
+
+    @property
+    def searching(self) -> np.ndarray:
+        """`(B,)` bool: the stream does not know both cells yet."""
+        return (self.found < 0).any(axis=1)
+
+    def act(self, observations) -> np.ndarray:
+        """`(B,)` int64 actions for observations `(B, 2)` (x, y)."""
+        if self.num_streams == 0:
+            raise RuntimeError("act() before reset(): call reset(num_streams) first")
+        if self._action is not None:
+            raise RuntimeError("act() twice without observe(): pass the rewards of the last actions")
+        observations = np.asarray(observations, dtype=np.int64)
+        if observations.shape != (self.num_streams, 2):
+            raise ValueError(
+                f"observations must have shape ({self.num_streams}, 2) (x, y), got {observations.shape}"
+            )
+        streams = np.arange(self.num_streams)
+        stage = np.minimum(self.rewards_this_episode, self.STAGES - 1)  # (B,) after the door: stay on it
+        tested = self.tested[streams, stage]  # (B, n)
+        tested[tested.all(axis=1)] = False  # everything tested without a reward: test again
+        self.tested[streams, stage] = tested
+        known = self.found[streams, stage]  # (B,)
+        nearest = nearest_untested(self._coordinates, observations, tested, self.rng)  # (B,)
+        target = np.where(known >= 0, known, nearest)  # (B,)
+        self._cell = observations[:, 1] * self.size + observations[:, 0]  # (B,)
+        self._action = grid.greedy_actions(observations, self._coordinates[target])  # (B,)
+        return self._action.copy()
+
+    def observe(self, rewards, episode_ended=None, actions=None) -> None:
+        """The rewards of the last actions `(B,)`; `episode_ended` `(B,)` bool (required: each episode
+        starts without the key); `actions` `(B,)` as in `ExploreThenStay.observe`."""
+        if self._action is None:
+            raise RuntimeError("observe() without act(): call act(observations) first")
+        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+        if rewards.shape != (self.num_streams,):
+            raise ValueError(f"rewards must have shape ({self.num_streams},), got {rewards.shape}")
+        if episode_ended is None:
+            raise ValueError("episode_ended is required: the key must be picked up again in every episode")
+        if actions is not None:
+            self._action = grid.check_actions(actions, self.num_streams)
+        streams = np.arange(self.num_streams)
+        landed = self._next_cell[self._cell, self._action]  # (B,) the cell the move led to
+        paid = rewards > 0
+        searching = self.rewards_this_episode < self.STAGES  # (B,) after the door nothing is tested
+        stage = np.minimum(self.rewards_this_episode, self.STAGES - 1)  # (B,)
+        self.tested[streams[searching], stage[searching], landed[searching]] = True
+        first = paid & searching & (self.found[streams, stage] < 0)  # (B,) a cell paid for the first time
+        self.found[streams[first], stage[first]] = landed[first]
+        self.rewards_this_episode += paid & searching
+        self.rewards_this_episode[np.asarray(episode_ended, dtype=bool).reshape(-1)] = 0
+        self._action = None
+
+
+def nearest_untested(
+    coordinates: np.ndarray, positions: np.ndarray, tested: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """`(B,)` flat index of a cell not `tested` `(B, n)` nearest to each of `positions` `(B, 2)` (Manhattan
+    distance, random ties); `coordinates` `(n, 2)` are the cells' `(x, y)`."""
+    distance = np.abs(coordinates[None] - positions[:, None]).sum(axis=-1)  # (B, n)
+    noise = rng.random(distance.shape)  # (B, n) in [0, 1): breaks ties only
+    return np.where(tested, np.inf, distance + noise).argmin(axis=1)
+
+
+__all__ = ["ExploreThenStay", "KeyThenDoorSearch", "nearest_untested"]

@@ -5,22 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hf_ad.baselines import ExploreThenStay
-from hf_ad.constants import DARK_ROOM
+from hf_ad.baselines import ExploreThenStay, KeyThenDoorSearch
+from hf_ad.constants import DARK_KEY_TO_DOOR, DARK_ROOM
 from hf_ad.envs import all_tasks, make_vector_env, optimal_return
 from hf_ad.envs.grid import RIGHT
 
 
-def play(agent, tasks, episodes, seed=0, switch=None, **env_kwargs):
+def play(agent, tasks, episodes, seed=0, switch=None, env_id=DARK_ROOM, steps=20, **env_kwargs):
     """`(tasks, episodes)` returns of `agent` (a goal switch: `(episode, new tasks)`)."""
-    env = make_vector_env(DARK_ROOM, tasks, **env_kwargs)
+    env = make_vector_env(env_id, tasks, **env_kwargs)
     agent.reset(num_streams=len(tasks))
     observations, _ = env.reset(seed=seed)
     returns = np.zeros((len(tasks), episodes))
     for episode in range(episodes):
         if switch is not None and episode == switch[0]:
             observations, _ = env.reset(options={"tasks": switch[1]})
-        for _ in range(20):
+        for _ in range(steps):
             actions = agent.act(observations)
             observations, rewards, terminated, truncated, _ = env.step(actions)
             agent.observe(rewards, terminated | truncated)
@@ -88,3 +88,31 @@ def test_misuse_raises_named_errors():
         agent.observe([0, 0, 0])
     with pytest.raises(ValueError, match="num_streams must be a positive integer"):
         agent.reset(num_streams=0)
+
+
+def test_key_then_door_finds_both_within_a_few_episodes_then_scores_two_every_episode():
+    tasks = all_tasks(DARK_KEY_TO_DOOR)[::5]
+    returns = play(KeyThenDoorSearch(seed=0), tasks, 8, env_id=DARK_KEY_TO_DOOR, steps=50)
+    assert returns[:, 0].mean() < 1.0  # it starts in the dark
+    solved = (returns == 2).argmax(axis=1)  # (tasks,) first episode with both rewards
+    assert (returns == 2).any(axis=1).all() and solved.max() <= 5
+    for stream, episode in enumerate(solved):  # both cells known: every later episode pays 2
+        assert (returns[stream, episode:] == 2).all()
+
+
+def test_key_then_door_rules_out_the_door_only_with_the_key_in_hand():
+    agent = KeyThenDoorSearch(seed=0)
+    agent.reset(num_streams=1)
+    agent.act(np.array([[4, 4]]))
+    agent.observe(np.zeros(1), episode_ended=np.zeros(1, bool), actions=np.array([RIGHT]))
+    assert agent.tested[0, 0, 4 * 9 + 5] and not agent.tested[0, 1].any()  # not the key; the door unknown
+    agent.act(np.array([[5, 4]]))
+    agent.observe(np.ones(1), episode_ended=np.zeros(1, bool), actions=np.array([RIGHT]))  # the key
+    assert agent.found[0, 0] == 4 * 9 + 6 and agent.rewards_this_episode[0] == 1
+    agent.act(np.array([[6, 4]]))
+    agent.observe(np.zeros(1), episode_ended=np.ones(1, bool), actions=np.array([RIGHT]))
+    assert agent.tested[0, 1, 4 * 9 + 7] and agent.rewards_this_episode[0] == 0  # a new episode: no key
+    assert agent.searching[0]
+    with pytest.raises(ValueError, match="episode_ended is required"):
+        agent.act(np.array([[7, 4]]))
+        agent.observe(np.zeros(1))

@@ -12,8 +12,8 @@ from hf_ad.sources import SOURCES
 from hf_ad.sources.explorer import ExplorerConfig, learn
 
 
-def histories(tasks, **options) -> tuple[np.ndarray, list]:
-    blocks = list(learn(constants.DARK_ROOM, tasks, ExplorerConfig(**options)))
+def histories(tasks, env_id=constants.DARK_ROOM, **options) -> tuple[np.ndarray, list]:
+    blocks = list(learn(env_id, tasks, ExplorerConfig(**options)))
     return np.stack([block.returns for block in blocks]), blocks  # (episodes, N)
 
 
@@ -40,7 +40,7 @@ def test_registry_and_checks():
     assert SOURCES["explorer"] == (learn, ExplorerConfig)
     with pytest.raises(ValueError, match="epsilon"):
         ExplorerConfig(epsilon=1.5)
-    with pytest.raises(ValueError, match="DarkRoom"):
+    with pytest.raises(ValueError, match="DarkKeyToDoor"):
         next(learn(constants.DARK_ROOM_HARD, [(0, 0)], ExplorerConfig()))
 
 
@@ -50,3 +50,10 @@ def test_exploit_epsilon_adds_random_steps_after_the_goal_is_found():
     returns, _ = histories(tasks, episodes=12, exploit_epsilon=0.2, seed=0)
     assert returns[-1].mean() < optimal.mean() - 1  # wrong steps cost reward every episode
     assert returns[-1].mean() > 0.5 * optimal.mean()  # and the learner walks back to the goal
+
+
+def test_key_to_door_searches_for_the_key_then_the_door_then_scores_two():
+    tasks = task_split(constants.DARK_KEY_TO_DOOR)[0][::20]
+    returns, _ = histories(tasks, constants.DARK_KEY_TO_DOOR, episodes=10, epsilon=0.1, seed=0)
+    assert returns[0].mean() < 1.0
+    np.testing.assert_array_equal(returns[-1], 2.0)  # both found, no random steps once found

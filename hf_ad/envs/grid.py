@@ -144,6 +144,13 @@ def greedy_action(position: Sequence[int], target: Sequence[int]) -> int:
     return NOOP
 
 
+def greedy_actions(positions: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """`greedy_action` for a batch: `(B,)` int64 actions from `positions` `(B, 2)` to `targets` `(B, 2)`."""
+    dx, dy = (np.asarray(targets) - np.asarray(positions)).T  # (B,) each
+    along_y = np.where(dy < 0, UP, np.where(dy > 0, DOWN, NOOP))  # (B,)
+    return np.where(dx < 0, LEFT, np.where(dx > 0, RIGHT, along_y)).astype(np.int64)
+
+
 def draw_text(size: int, marks: Mapping[tuple[int, int], str]) -> str:
     """The room as text: walls around, one two-character slot per cell, `marks[(x, y)]` drawn in."""
     wall = WALL * (2 * size + 3)

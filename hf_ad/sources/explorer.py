@@ -1,22 +1,27 @@
-"""The explore-then-stay search as a source: histories of a near-best explorer of Dark Room.
+"""The explore-then-stay search as a source: histories of a near-best explorer of the dark grid rooms.
 
-Each learner is one stream of `hf_ad.baselines.ExploreThenStay`: it walks to the nearest cell it has not
-stood on in this task (random ties), and from the first reward on walks straight to the cell that paid and
-stays there. It learns one thing, where the goal is, and learns it about as fast as anything can in the
-dark: a median of 3 episodes on Dark Room's held-out goals (docs/EVIDENCE.md, section 1), where tabular
+Dark Room: each learner is one stream of `hf_ad.baselines.ExploreThenStay`: it walks to the nearest cell it
+has not stood on in this task (random ties), and from the first reward on walks straight to the cell that
+paid and stays there. It learns one thing, where the goal is, and learns it about as fast as anything can
+in the dark: a median of 3 episodes on Dark Room's held-out goals (docs/EVIDENCE.md, section 1), where tabular
 Q-learning from scratch is still at 9.0 of the optimal 16.25 over episodes 41-50. A history of it is a
 short search followed by the optimum, so an AD model trained on it has a fast exploration strategy to
 distil (docs/RECIPE_SEARCH.md).
 
-`epsilon`: while a learner searches (before its first reward), the probability of a uniformly random action
-at each step instead of the search's, so that the histories show searches from varied cells and the
-search recovering from a wrong step (an AD model samples its actions, and a sampled action is sometimes a
+`epsilon`: while a learner searches (Dark Room: before its first reward), the probability of a uniformly
+random action at each step instead of the search's, so that the histories show searches from varied cells
+and the search recovering from a wrong step (an AD model samples its actions, and a sampled action is sometimes a
 wrong one). A random move onto an untested cell tests it like any other. Once the goal is found the
 learner walks to it and stays, with random actions at `exploit_epsilon` (default 0: what AD imitates there
 is the optimum; above 0 the histories also show the way back to the goal after a wrong step).
 
-Dark Room only (`hf_ad/DarkRoom-v0`, any `size`): the search knows the room's moves and that the agent
-restarts each episode at the same cell (see `ExploreThenStay`).
+Dark Key-to-Door: each learner is one stream of `hf_ad.baselines.KeyThenDoorSearch`, the same search run
+twice an episode: for the key (cells moved onto without it that paid nothing are ruled out), then for the
+door (likewise, with the key in hand); once both have paid it walks key -> door in every episode. "Searching"
+(for `epsilon`) lasts until both are found.
+
+Dark Room and Dark Key-to-Door (`hf_ad/DarkRoom-v0`, `hf_ad/DarkKeyToDoor-v0`, any `size`): the search
+knows the room's moves (see `hf_ad.baselines`).
 """
 
 from __future__ import annotations
@@ -27,26 +32,27 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hf_ad import constants
-from hf_ad.baselines import ExploreThenStay
+from hf_ad.baselines import ExploreThenStay, KeyThenDoorSearch
 from hf_ad.envs import make_vector_env
 from hf_ad.envs.grid import NUM_ACTIONS
 from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step
 
-EXPLORER_ENVS = (constants.DARK_ROOM,)
+SEARCHES = {constants.DARK_ROOM: ExploreThenStay, constants.DARK_KEY_TO_DOOR: KeyThenDoorSearch}
+EXPLORER_ENVS = tuple(SEARCHES)
 
 
 @dataclass
 class ExplorerConfig(SourceConfig):
     """The explore-then-stay search (no parameters learned), with random actions at a rate of their own
-    before and after its first reward."""
+    while it searches and once it has found what pays."""
 
     epsilon: float = field(
         default=0.0,
-        metadata={"help": "Probability of a uniformly random action at each step before the first reward."},
+        metadata={"help": "Probability of a uniformly random action at each step while searching."},
     )
     exploit_epsilon: float = field(
         default=0.0,
-        metadata={"help": "Probability of a uniformly random action at each step after the first reward."},
+        metadata={"help": "Probability of a uniformly random action at each step once all is found."},
     )
 
     def __post_init__(self):
@@ -66,7 +72,7 @@ def learn(
         raise ValueError("tasks must hold at least one task")
     env = make_vector_env(env_id, tasks, **(env_kwargs or {}))
     rng = np.random.default_rng(config.seed)
-    search = ExploreThenStay(size=env.size, seed=int(rng.integers(2**31)))
+    search = SEARCHES[env_id](size=env.size, seed=int(rng.integers(2**31)))
     search.reset(num_streams=len(tasks))
     observations, _ = env.reset(seed=int(rng.integers(2**31)))
     try:
@@ -75,7 +81,7 @@ def learn(
             ended = False
             while not ended:
                 actions = search.act(observations)  # (N,)
-                epsilon = np.where(search.goal < 0, config.epsilon, config.exploit_epsilon)  # (N,)
+                epsilon = np.where(search.searching, config.epsilon, config.exploit_epsilon)  # (N,)
                 explore = rng.random(len(tasks)) < epsilon  # (N,)
                 actions[explore] = rng.integers(NUM_ACTIONS, size=int(explore.sum()))
                 next_observations, rewards, terminated, truncated, _ = env.step(actions)
