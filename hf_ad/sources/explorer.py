@@ -11,8 +11,8 @@ distil (docs/RECIPE_SEARCH.md).
 `epsilon`: while a learner searches (Dark Room: before its first reward), the probability of a uniformly
 random action at each step instead of the search's, so that the histories show searches from varied cells
 and the search recovering from a wrong step (an AD model samples its actions, and a sampled action is
-sometimes a wrong one). A random move onto an untested cell tests it like any other. Once the goal is found the
-learner walks to it and stays, with random actions at `exploit_epsilon` (default 0: what AD imitates there
+sometimes a wrong one). A random move onto an untested cell tests it like any other. Once the goal is found
+the learner walks to it and stays, with random actions at `exploit_epsilon` (default 0: what AD imitates there
 is the optimum; above 0 the histories also show the way back to the goal after a wrong step).
 
 Dark Key-to-Door: each learner is one stream of `hf_ad.baselines.KeyThenDoorSearch`, the same search run
