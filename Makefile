@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 # ENV=hf_ad/PixelWatermaze-v0; the ids scripts/reproduce.sh accepts).
 ENV := hf_ad/DarkRoom-v0
 
-.PHONY: setup demo test test-slow lint bench reproduce clean
+.PHONY: setup demo test test-slow lint bench bench-scale reproduce clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py all
+
+bench-scale: $(STAMP)  # training on 100M transitions read in place (minutes; ~8 GB under runs/ and the datasets cache)
+	$(BIN)/python scripts/bench.py scale
 
 reproduce: $(STAMP)
 	ENV_ID=$(ENV) bash scripts/reproduce.sh

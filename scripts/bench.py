@@ -25,6 +25,7 @@ import torch
 from hf_ad.files import atomic_write_text
 
 SECTIONS = ("envs", "pixels", "sources", "model", "train", "windows", "rollout")
+EXTRA_SECTIONS = ("scale",)  # not in `all`: minutes and gigabytes (`make bench-scale`)
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = (
     "# Benchmarks\n\n"
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("section", choices=(*SECTIONS, "all"))
+    parser.add_argument("section", choices=(*SECTIONS, *EXTRA_SECTIONS, "all"))
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
