@@ -35,7 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py all
 
-bench-scale: $(STAMP)  # training on 100M transitions read in place (minutes; ~8 GB under runs/ and the datasets cache)
+bench-scale: $(STAMP)  # training on 100M transitions read in place (minutes; ~7 GB, mostly the datasets Arrow cache)
 	$(BIN)/python scripts/bench.py scale
 
 reproduce: $(STAMP)

@@ -1,7 +1,7 @@
 """Benchmark of training on histories of 100M transitions, read in place from the memory-mapped Arrow data.
 
 Usage:
-    make bench-scale        # python scripts/bench.py scale (not part of `make bench all`: minutes, ~8 GB)
+    make bench-scale        # python scripts/bench.py scale (not part of `make bench all`: minutes, ~7 GB)
 
 Generates once (a re-run reuses it) a Dark Room dataset of 100.1M transitions under
 `runs/bench-scale/darkroom-100m` (tabular Q-learning, 154 histories per training goal x 500 episodes,
