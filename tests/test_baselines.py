@@ -8,7 +8,7 @@ import pytest
 from hf_ad.baselines import ExploreThenStay, KeyThenDoorSearch
 from hf_ad.constants import DARK_KEY_TO_DOOR, DARK_ROOM
 from hf_ad.envs import all_tasks, make_vector_env, optimal_return
-from hf_ad.envs.grid import RIGHT
+from hf_ad.envs.grid import RIGHT, greedy_action, greedy_actions
 
 
 def play(agent, tasks, episodes, seed=0, switch=None, env_id=DARK_ROOM, steps=20, **env_kwargs):
@@ -116,3 +116,10 @@ def test_key_then_door_rules_out_the_door_only_with_the_key_in_hand():
     with pytest.raises(ValueError, match="episode_ended is required"):
         agent.act(np.array([[7, 4]]))
         agent.observe(np.zeros(1))
+
+
+def test_batched_greedy_actions_are_the_single_ones():
+    cells = np.stack(np.meshgrid(np.arange(9), np.arange(9)), axis=-1).reshape(-1, 2)  # (81, 2)
+    positions, targets = np.repeat(cells, 81, axis=0), np.tile(cells, (81, 1))  # every pair
+    expected = [greedy_action(p, t) for p, t in zip(positions, targets, strict=True)]
+    np.testing.assert_array_equal(greedy_actions(positions, targets), expected)
