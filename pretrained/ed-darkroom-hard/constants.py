@@ -38,7 +38,7 @@ MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "model.safetensors"
 # The remote code `ADModel.save_pretrained` copies next to the weights: the model's (with what it imports
 # relatively) and the in-context RL pipeline's (config.json `custom_pipelines`), byte for byte hf_ad's files.
-MODEL_CODE = ("configuration_ad.py", "modeling_ad.py", "constants.py")
+MODEL_CODE = ("configuration_ad.py", "modeling_ad.py", "attention.py", "constants.py")
 PIPELINE_CODE = ("rollout.py", "agent.py", "spaces.py")
 REMOTE_CODE = MODEL_CODE + PIPELINE_CODE
 # The RL² baseline's remote code beside MODEL_CODE (`RL2Model.save_pretrained`; no pipeline: hf_ad plays it).

@@ -31,6 +31,7 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, DynamicSlidingWindowLayer
 from transformers.utils import ModelOutput
 
+from .attention import ATTENTION_NAME, FastDropout
 from .configuration_ad import ADConfig
 from .constants import CUSTOM_PIPELINES, PIPELINE_CODE
 
@@ -161,8 +162,14 @@ def decoder_config(config: ADConfig) -> Phi3Config:
         bos_token_id=None,
         eos_token_id=None,
         pad_token_id=None,
-        attn_implementation=config._attn_implementation,
+        attn_implementation=decoder_attention(config._attn_implementation),
     )
+
+
+def decoder_attention(attn_implementation: str) -> str:
+    """The decoder's attention function: SDPA with the attention dropout of training done fast
+    (`hf_ad.attention`) for "sdpa", any other choice ("eager", "flash_attention_2", ...) as it is."""
+    return ATTENTION_NAME if attn_implementation == "sdpa" else attn_implementation
 
 
 class CoordinateEmbedding(nn.Module):
@@ -320,8 +327,11 @@ class ADModel(ADPreTrainedModel):
         self.reward_embedding = nn.Linear(1, hidden)
         # Created only when masking is on, so that training leaves no parameter unused (DDP refuses those).
         self.mask_embedding = nn.Parameter(torch.empty(hidden)) if config.token_mask_prob > 0 else None
-        self.input_dropout = nn.Dropout(config.hidden_dropout)
+        self.input_dropout = FastDropout(config.hidden_dropout)
         self.decoder = Phi3Model(decoder_config(config))
+        for layer in self.decoder.layers:  # the same dropout, its mask drawn faster (hf_ad.attention)
+            layer.resid_attn_dropout = FastDropout(config.hidden_dropout)
+            layer.resid_mlp_dropout = FastDropout(config.hidden_dropout)
         # The decoder is driven by inputs_embeds: drop its token table (an unused parameter breaks DDP).
         self.decoder.embed_tokens = None
         self.action_head = nn.Linear(hidden, config.num_actions)
