@@ -29,6 +29,7 @@ from torch import nn
 from transformers import Phi3Config, Phi3Model, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, DynamicSlidingWindowLayer
+from transformers.models.phi3.modeling_phi3 import rotate_half
 from transformers.utils import ModelOutput
 
 from .attention import ATTENTION_NAME, FastDropout
@@ -133,6 +134,37 @@ class SlidingWindowCache(DynamicCache):
 
     def __init__(self, num_layers: int, sliding_window: int):
         Cache.__init__(self, layers=[RingBufferSlidingWindowLayer(sliding_window) for _ in range(num_layers)])
+
+
+def stream_step(decoder: Phi3Model, tokens: torch.Tensor, cache: SlidingWindowCache) -> torch.Tensor:
+    """One transition per stream through `decoder` in evaluation, `(B, 1, D)` tokens -> `(B, 1, D)` states.
+
+    The decoder's own layers, weights and ring-buffer cache, without the machinery of a general forward
+    (mask building, attention dispatch, output capture): with one transition per stream, that machinery
+    cost more than the arithmetic. The single query attends to every state the cache returns (the last
+    `sliding_window` transitions, itself included), so no mask is needed. Equal to
+    `decoder(inputs_embeds=tokens, past_key_values=cache)` up to float rounding (tests/test_modeling_ad.py).
+    """
+    batch, heads = tokens.shape[0], decoder.config.num_attention_heads
+    position = torch.full((1, 1), cache.layers[0].cumulative_length, device=tokens.device)  # (1, 1)
+    cos, sin = decoder.rotary_emb(tokens, position_ids=position)  # (1, 1, d) each
+    hidden = tokens  # (B, 1, D)
+    for layer, layer_cache in zip(decoder.layers, cache.layers, strict=True):
+        attention = layer.self_attn
+        qkv = attention.qkv_proj(rms_norm(layer.input_layernorm, hidden)).view(
+            batch, 3 * heads, 1, -1
+        )  # (B, 3H, 1, d)
+        rotated = qkv[:, : 2 * heads] * cos + rotate_half(qkv[:, : 2 * heads]) * sin  # (B, 2H, 1, d): q, k
+        keys, values = layer_cache.update(rotated[:, heads:], qkv[:, 2 * heads :])  # (B, H, S, d) each
+        out = F.scaled_dot_product_attention(rotated[:, :heads], keys, values, scale=attention.scaling)
+        hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))  # (B, 1, D)
+        hidden = hidden + layer.mlp(rms_norm(layer.post_attention_layernorm, hidden))  # (B, 1, D)
+    return rms_norm(decoder.norm, hidden)
+
+
+def rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """`norm(hidden)` for a transformers RMSNorm module, in one fused operation instead of seven."""
+    return F.rms_norm(hidden, norm.weight.shape, norm.weight, norm.variance_epsilon)
 
 
 def decoder_config(config: ADConfig) -> Phi3Config:
@@ -451,13 +483,19 @@ class ADModel(ADPreTrainedModel):
             keep = torch.rand(tokens.shape[:2], device=tokens.device) >= self.config.token_mask_prob  # (B, T)
             tokens = torch.where(keep.unsqueeze(-1), tokens, self.mask_embedding.to(tokens.dtype))
         tokens = self.input_dropout(tokens)
-        hidden = self.decoder(
-            inputs_embeds=tokens,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            **({"output_attentions": True} if output_attentions else {}),
-        )
+        if self._streams_one_step(tokens, past_key_values, output_attentions):
+            hidden = ModelOutput(
+                last_hidden_state=stream_step(self.decoder, tokens, past_key_values),
+                past_key_values=past_key_values,
+            )
+        else:
+            hidden = self.decoder(
+                inputs_embeds=tokens,
+                attention_mask=attention_mask,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                **({"output_attentions": True} if output_attentions else {}),
+            )
         logits = self.action_head(hidden.last_hidden_state)  # (B, T, A)
         loss = None
         if labels is not None:
@@ -470,6 +508,19 @@ class ADModel(ADPreTrainedModel):
         attentions = hidden.attentions if output_attentions else None  # per layer (B, H, T, keys)
         return ADOutput(
             loss=loss, logits=logits, past_key_values=hidden.past_key_values, attentions=attentions
+        )
+
+    def _streams_one_step(self, tokens: torch.Tensor, cache: Cache | None, output_attentions: bool) -> bool:
+        """Whether this call is a streaming step that [`stream_step`] computes: one transition per stream into
+        a cache of [`new_cache`], in evaluation, with SDPA and rotary positions over the whole head."""
+        return (
+            isinstance(cache, SlidingWindowCache)
+            and tokens.shape[1] == 1
+            and not self.training
+            and not output_attentions
+            and self.decoder.config._attn_implementation in (ATTENTION_NAME, "sdpa")
+            and self.decoder.rotary_emb.inv_freq.numel() * 2
+            == self.config.hidden_size // self.config.num_attention_heads
         )
 
     def _check_inputs(

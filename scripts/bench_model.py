@@ -22,9 +22,11 @@ import torch
 from hf_ad import ADConfig, ADModel
 
 TRAIN_BATCH, TRAIN_STEPS = 64, 160
-STEP_BATCHES = (1, 81, 1024)
 MATMUL_SIZE = 1024
-GOAL_SPEEDUP = 20.0
+# Cached step vs recomputing the window, per batch: many streams amortise the call, so the arithmetic
+# saved shows; at batch 1 the per-call cost is what is left (issue 17: at least 5x).
+GOAL_SPEEDUP = {1: 5.0, 81: 20.0, 1024: 20.0}
+STEP_BATCHES = tuple(GOAL_SPEEDUP)
 
 
 def best_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -146,32 +148,7 @@ def bench_acting(model: ADModel) -> str:
 
 
 def verdict(speedups: dict[int, float]) -> str:
-    met = [batch for batch, speedup in speedups.items() if speedup >= GOAL_SPEEDUP]
-    missed = [batch for batch in speedups if batch not in met]
-    text = f"Goal: cached stepping >= {GOAL_SPEEDUP:.0f}x faster than recomputing the window: "
-    text += f"**met at batch {', '.join(map(str, met))}**" if met else "**not met**"
-    if missed:
-        text += (
-            f"; not at batch {', '.join(map(str, missed))}: with few streams both calls pay about the same "
-            "fixed per-call cost (dispatching the decoder's hundreds of small operator calls), not arithmetic"
-        )
-    return text + "."
-
-
-def run() -> str:
-    torch.manual_seed(0)
-    model = ADModel(ADConfig())
-    parameters = sum(parameter.numel() for parameter in model.parameters())
-    config = model.config
-    header = (
-        f"Model: hidden {config.hidden_size}, {config.num_hidden_layers} layers, "
-        f"{config.num_attention_heads} heads, feed-forward {config.intermediate_size}, "
-        f"window {config.sliding_window}; {parameters:,} parameters; "
-        f"{torch.get_num_threads()} torch thread(s)."
-    )
-    peak = matmul_peak_flops()
-    return "\n\n".join([header, bench_training(peak), bench_acting(model)])
-
-
-if __name__ == "__main__":
-    print(run())
+    goals = ", ".join(f"{GOAL_SPEEDUP[batch]:.0f}x at batch {batch}" for batch in speedups)
+    missed = [f"batch {batch}" for batch, speedup in speedups.items() if speedup < GOAL_SPEEDUP[batch]]
+    text = f"Goal: cached stepping faster than recomputing the window by {goals}: "
+    return text + (f"**not met at {', '.join(missed)}**." if missed else "**met at every batch**.")

@@ -135,6 +135,25 @@ def test_streaming_matches_the_full_forward(kind):
 
 
 @torch.no_grad()
+def test_one_transition_steps_take_the_lean_path_and_others_the_decoders(monkeypatch):
+    """The streaming tests above compare it with the full forward; this checks they exercise it."""
+    calls, lean_step = [], modeling_ad.stream_step
+
+    def counted(decoder, tokens, cache):
+        calls.append(tokens.shape[1])
+        return lean_step(decoder, tokens, cache)
+
+    monkeypatch.setattr(modeling_ad, "stream_step", counted)
+    model = tiny_model()
+    stream = random_stream(model.config, batch=2, steps=12)
+    stream_step_by_step(model, stream, model.new_cache(), sizes=[4, 1, 1, 3, 1, 2])
+    assert calls == [1, 1, 1]  # the prefill pieces go through the decoder
+    stream_step_by_step(tiny_model(attn_implementation="eager"), stream, model.new_cache())
+    stream_step_by_step(model, stream, DynamicCache(config=model.decoder.config))
+    assert calls == [1, 1, 1]  # eager attention and transformers' own caches too
+
+
+@torch.no_grad()
 def test_prefill_in_pieces_matches_the_full_forward():
     model = tiny_model()
     stream = random_stream(model.config, batch=2, steps=27)

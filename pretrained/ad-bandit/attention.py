@@ -9,8 +9,9 @@ attention with dropout is written out in a few large operations:
 - [`kept`]: the mask; each element is dropped independently with probability `p` rounded to 1/65536;
 - [`FastDropout`]: `nn.Dropout` with that mask (same `p`, same scaling by `1 / (1 - p)` of what is kept);
 - [`dropout_attention`]: transformers' `sdpa_attention_forward` whenever no dropout applies (evaluation,
-  streaming, or `attention_dropout=0`), else softmax attention whose probabilities are masked with
-  [`kept`], registered with transformers' attention and mask interfaces as `ATTENTION_NAME`.
+  streaming, or `attention_dropout=0`) or the tensors are not on the CPU, else softmax attention whose
+  probabilities are masked with [`kept`]; registered with transformers' attention and mask interfaces
+  as `ATTENTION_NAME`.
 
 Both keep the distribution of the original: a kept element is scaled by `1 / (1 - p)`, a dropped one is 0.
 """
@@ -33,6 +34,8 @@ def kept(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | s
     """A bool tensor of `shape`, False where an element is dropped: independently, with probability `p`
     rounded to a multiple of 1/65536 (16 random bits per element, drawn 64 at a time from torch's
     generator, so `torch.manual_seed` fixes it)."""
+    if p >= 1.0:  # a threshold of 2^15 would not fit the 16 bits
+        return torch.zeros(shape, dtype=torch.bool, device=device)
     count = math.prod(shape)
     words = torch.empty(-(-count // 4), dtype=torch.int64, device=device).random_(-(2**63), None)
     bits = words.view(torch.int16)[:count].view(shape)  # uniform in [-2^15, 2^15)
@@ -61,13 +64,14 @@ def dropout_attention(
     scaling: float | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """Softmax attention with dropout on its probabilities; `sdpa_attention_forward` when `dropout` is 0.
+    """Softmax attention with dropout on its probabilities; `sdpa_attention_forward` when `dropout` is 0 or
+    the tensors live on an accelerator.
 
     `query` is `(B, H, T, d)`, `key` and `value` `(B, H, S, d)` (as many heads: the AD decoder has no grouped
     heads), `attention_mask` a bool `(B, 1, T, S)` from transformers' SDPA mask (True = attend) or None (plain
     causal). Returns the output as `(B, T, H, d)` and no weights, as SDPA does.
     """
-    if dropout == 0.0:
+    if dropout == 0.0 or query.device.type != "cpu":  # on a GPU, SDPA's fused kernels drop out themselves
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=0.0, scaling=scaling, **kwargs
         )
