@@ -152,3 +152,22 @@ def verdict(speedups: dict[int, float]) -> str:
     missed = [f"batch {batch}" for batch, speedup in speedups.items() if speedup < GOAL_SPEEDUP[batch]]
     text = f"Goal: cached stepping faster than recomputing the window by {goals}: "
     return text + (f"**not met at {', '.join(missed)}**." if missed else "**met at every batch**.")
+
+
+def run() -> str:
+    torch.manual_seed(0)
+    model = ADModel(ADConfig())
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    config = model.config
+    header = (
+        f"Model: hidden {config.hidden_size}, {config.num_hidden_layers} layers, "
+        f"{config.num_attention_heads} heads, feed-forward {config.intermediate_size}, "
+        f"window {config.sliding_window}; {parameters:,} parameters; "
+        f"{torch.get_num_threads()} torch thread(s)."
+    )
+    peak = matmul_peak_flops()
+    return "\n\n".join([header, bench_training(peak), bench_acting(model)])
+
+
+if __name__ == "__main__":
+    print(run())

@@ -124,11 +124,14 @@ def stream_step_by_step(model: ADModel, stream: dict, cache, sizes=None) -> torc
     return torch.cat(logits, dim=1)
 
 
-@pytest.mark.parametrize("kind", ["multi_discrete", "vector"])
+@pytest.mark.parametrize(
+    ("kind", "batch"),
+    [("multi_discrete", 3), ("vector", 3), ("multi_discrete", 12)],
+)
 @torch.no_grad()
-def test_streaming_matches_the_full_forward(kind):
+def test_streaming_matches_the_full_forward(kind, batch):
     model = tiny_model(kind)
-    stream = random_stream(model.config, batch=3, steps=5 * WINDOW + 1)
+    stream = random_stream(model.config, batch=batch, steps=5 * WINDOW + 1)
     full = model(**inputs(stream)).logits
     streamed = stream_step_by_step(model, stream, model.new_cache())
     assert (streamed - full).abs().max() <= 1e-5

@@ -148,22 +148,21 @@ def stream_step(decoder: Phi3Model, tokens: torch.Tensor, cache: SlidingWindowCa
     batch, heads = tokens.shape[0], decoder.config.num_attention_heads
     position = torch.full((1, 1), cache.layers[0].cumulative_length, device=tokens.device)  # (1, 1)
     cos, sin = decoder.rotary_emb(tokens, position_ids=position)  # (1, 1, d) each
-    hidden = tokens  # (B, 1, D)
+    hidden = tokens.view(batch, -1)  # (B, D): 2-D operands spare the linear layers a reshape
     for layer, layer_cache in zip(decoder.layers, cache.layers, strict=True):
         attention = layer.self_attn
-        qkv = attention.qkv_proj(rms_norm(layer.input_layernorm, hidden)).view(
-            batch, 3 * heads, 1, -1
-        )  # (B, 3H, 1, d)
+        qkv = attention.qkv_proj(rms_norm(layer.input_layernorm, hidden))  # (B, 3D)
+        qkv = qkv.view(batch, 3 * heads, 1, -1)  # (B, 3H, 1, d): queries, keys, values by head
         rotated = qkv[:, : 2 * heads] * cos + rotate_half(qkv[:, : 2 * heads]) * sin  # (B, 2H, 1, d): q, k
         keys, values = layer_cache.update(rotated[:, heads:], qkv[:, 2 * heads :])  # (B, H, S, d) each
         out = F.scaled_dot_product_attention(rotated[:, :heads], keys, values, scale=attention.scaling)
-        hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))  # (B, 1, D)
-        hidden = hidden + layer.mlp(rms_norm(layer.post_attention_layernorm, hidden))  # (B, 1, D)
-    return rms_norm(decoder.norm, hidden)
+        hidden = hidden + attention.o_proj(out.view(batch, -1))  # (B, D)
+        hidden = hidden + layer.mlp(rms_norm(layer.post_attention_layernorm, hidden))  # (B, D)
+    return rms_norm(decoder.norm, hidden).view(batch, 1, -1)  # (B, 1, D)
 
 
 def rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """`norm(hidden)` for a transformers RMSNorm module, in one fused operation instead of seven."""
+    """`norm(hidden)` for a transformers RMSNorm module, in one call instead of seven."""
     return F.rms_norm(hidden, norm.weight.shape, norm.weight, norm.variance_epsilon)
 
 
