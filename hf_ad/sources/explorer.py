@@ -37,7 +37,11 @@ from hf_ad.envs import make_vector_env
 from hf_ad.envs.grid import NUM_ACTIONS
 from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step
 
-SEARCHES = {constants.DARK_ROOM: ExploreThenStay, constants.DARK_KEY_TO_DOOR: KeyThenDoorSearch}
+SEARCHES = {
+    constants.DARK_ROOM: ExploreThenStay,
+    constants.DARK_ROOM_HARD: ExploreThenStay,
+    constants.DARK_KEY_TO_DOOR: KeyThenDoorSearch,
+}
 EXPLORER_ENVS = tuple(SEARCHES)
 
 
