@@ -41,7 +41,14 @@ def test_registry_and_checks():
     with pytest.raises(ValueError, match="epsilon"):
         ExplorerConfig(epsilon=1.5)
     with pytest.raises(ValueError, match="DarkKeyToDoor"):
-        next(learn(constants.DARK_ROOM_HARD, [(0, 0)], ExplorerConfig()))
+        next(learn(constants.PIXEL_WATERMAZE, [(1, 1)], ExplorerConfig()))
+
+
+def test_dark_room_hard_search_finds_every_goal_then_takes_its_one_reward_each_episode():
+    tasks = task_split(constants.DARK_ROOM_HARD)[0]
+    returns, _ = histories(tasks, env_id=constants.DARK_ROOM_HARD, episodes=40, epsilon=0.0, seed=0)
+    assert returns[0].mean() < 0.2  # a 17 x 17 room, 20 steps an episode: the search takes many
+    np.testing.assert_array_equal(returns[-1], np.ones(len(tasks)))  # every goal reached, once an episode
 
 
 def test_exploit_epsilon_adds_random_steps_after_the_goal_is_found():
