@@ -105,3 +105,14 @@ def test_model_trains_through_the_fast_attention_and_matches_eager_without_dropo
     eager.load_state_dict(model.state_dict())
     logits = model.eval()(observations, actions, rewards).logits
     torch.testing.assert_close(logits, eager.eval()(observations, actions, rewards).logits)
+
+
+def test_off_the_cpu_sdpa_drops_out_itself(monkeypatch):
+    """On an accelerator the attention dropout is SDPA's own (its fused kernels); it must not be lost."""
+    from hf_ad import attention
+
+    seen = []
+    monkeypatch.setattr(attention, "sdpa_attention_forward", lambda *args, **kwargs: seen.append(kwargs))
+    query = torch.empty(1, 2, 4, 8, device="meta")
+    dropout_attention(torch.nn.Module(), query, query, query, None, dropout=0.5, scaling=0.3)
+    assert seen[0]["dropout"] == 0.5 and seen[0]["scaling"] == 0.3

@@ -73,7 +73,7 @@ def dropout_attention(
     """
     if dropout == 0.0 or query.device.type != "cpu":  # on a GPU, SDPA's fused kernels drop out themselves
         return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=0.0, scaling=scaling, **kwargs
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     queries, keys = query.shape[-2], key.shape[-2]
     if attention_mask is None:  # causal, the last query at the last key
