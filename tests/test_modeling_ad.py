@@ -157,6 +157,16 @@ def test_one_transition_steps_take_the_lean_path_and_others_the_decoders(monkeyp
 
 
 @torch.no_grad()
+def test_the_lean_step_gives_the_decoders_logits_bit_for_bit(monkeypatch):
+    """Bit for bit, not only within rounding: sampled actions, so the shipped evaluations, stay the same."""
+    model = tiny_model()
+    stream = random_stream(model.config, batch=5, steps=3 * WINDOW)
+    lean = stream_step_by_step(model, stream, model.new_cache())
+    monkeypatch.setattr(ADModel, "_streams_one_step", lambda *args: False)
+    assert torch.equal(stream_step_by_step(model, stream, model.new_cache()), lean)
+
+
+@torch.no_grad()
 def test_prefill_in_pieces_matches_the_full_forward():
     model = tiny_model()
     stream = random_stream(model.config, batch=2, steps=27)
