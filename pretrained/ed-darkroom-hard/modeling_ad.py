@@ -507,15 +507,13 @@ class ADModel(ADPreTrainedModel):
 
     def _streams_one_step(self, tokens: torch.Tensor, cache: Cache | None, output_attentions: bool) -> bool:
         """Whether this call is a streaming step that [`stream_step`] computes: one transition per stream into
-        a cache of [`new_cache`], in evaluation, with SDPA and rotary positions over the whole head."""
+        a cache of [`new_cache`], in evaluation, with SDPA (`decoder_config` rotates every head dimension)."""
         return (
             isinstance(cache, SlidingWindowCache)
             and tokens.shape[1] == 1
             and not self.training
             and not output_attentions
             and self.decoder.config._attn_implementation in (ATTENTION_NAME, "sdpa")
-            and self.decoder.rotary_emb.inv_freq.numel() * 2
-            == self.config.hidden_size // self.config.num_attention_heads
         )
 
     def _check_inputs(
