@@ -40,8 +40,8 @@ def test_registry_and_checks():
     assert SOURCES["explorer"] == (learn, ExplorerConfig)
     with pytest.raises(ValueError, match="epsilon"):
         ExplorerConfig(epsilon=1.5)
-    with pytest.raises(ValueError, match="DarkKeyToDoor"):
-        next(learn(constants.PIXEL_WATERMAZE, [(1, 1)], ExplorerConfig()))
+    with pytest.raises(ValueError, match="PixelWatermaze"):
+        next(learn(constants.BANDIT, [tuple([0.5] * 10)], ExplorerConfig()))
 
 
 def test_dark_room_hard_search_finds_every_goal_then_takes_its_one_reward_each_episode():
@@ -64,3 +64,12 @@ def test_key_to_door_searches_for_the_key_then_the_door_then_scores_two():
     returns, _ = histories(tasks, constants.DARK_KEY_TO_DOOR, episodes=10, epsilon=0.1, seed=0)
     assert returns[0].mean() < 1.0
     np.testing.assert_array_equal(returns[-1], 2.0)  # both found, no random steps once found
+
+
+def test_pixel_watermaze_search_on_the_hidden_pose_finds_every_goal_within_a_few_episodes():
+    tasks = task_split(constants.PIXEL_WATERMAZE)[0]
+    returns, blocks = histories(tasks, constants.PIXEL_WATERMAZE, episodes=5, epsilon=0.0, seed=0)
+    optimal = np.array([optimal_return(constants.PIXEL_WATERMAZE, task) for task in tasks])
+    assert returns[0].mean() < 0.5 * optimal.mean()  # it starts in the dark
+    np.testing.assert_array_equal(returns[-1], optimal)  # every goal found and reached the fastest way
+    assert blocks[0].observations.shape[-3:] == (28, 28, 3)  # the histories hold the views, not the pose

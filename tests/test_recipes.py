@@ -15,6 +15,7 @@ from hf_ad.cli import main
 from hf_ad.data.generate import DEFAULTS, GenerateConfig, generate_histories
 from hf_ad.recipes import (
     BANDIT_RECIPE,
+    DARK_ROOM_HARD_RECIPE,
     DARK_ROOM_RECIPE,
     DARK_ROOM_V1_RECIPE,
     PAST_RECIPES,
@@ -57,7 +58,13 @@ def test_every_env_has_a_recipe_and_generate_defaults_are_its_dataset():
 
 
 @pytest.mark.parametrize(
-    "name, recipe", [("ad-darkroom", DARK_ROOM_RECIPE), ("ad-darkroom-v1", DARK_ROOM_V1_RECIPE)]
+    "name, recipe",
+    [
+        ("ad-darkroom", DARK_ROOM_RECIPE),
+        ("ad-darkroom-v1", DARK_ROOM_V1_RECIPE),
+        ("ad-darkroom-hard", DARK_ROOM_HARD_RECIPE),
+        ("ed-darkroom-hard", DARK_ROOM_HARD_RECIPE),
+    ],
 )
 def test_dark_room_recipes_are_the_shipped_releases(name, recipe):
     """Every recipe value is what `pretrained/NAME` was trained with (scripts/reproduce.sh)."""
@@ -71,7 +78,7 @@ def test_dark_room_recipes_are_the_shipped_releases(name, recipe):
     assert state["num_processes"] == recipe.num_processes
     # The release's own flags, recipe values left out, resolve to the same run settings.
     flags = {k: recorded[k] for k in ("dataset", "output_dir", "save_steps", "report_to", "resume")}
-    resolved = TrainConfig(**flags).with_recipe(constants.DARK_ROOM, recipe.training).to_dict()
+    resolved = TrainConfig(**flags).with_recipe(recipe.env_id, recipe.training).to_dict()
     assert {k: resolved[k] for k, v in recorded.items() if v is not None} == {
         k: v for k, v in recorded.items() if v is not None
     }
@@ -161,3 +168,20 @@ def test_train_and_evaluate_without_flags_use_the_recipe(tmp_path, tiny_bandit_r
             expected = (scores["reward"] - info["random"]) / (info["source"] - info["random"])
             assert scores["mean"] == pytest.approx(expected) and np.isfinite(scores["std"])
             assert results["per_checkpoint"][method][final]["normalised"][distribution]["n"] == 2
+
+
+@pytest.mark.parametrize(
+    "name, env_id", [("darkroom", constants.DARK_ROOM), ("darkroom-hard", constants.DARK_ROOM_HARD)]
+)
+def test_shipped_histories_are_the_recipe_dataset(name, env_id):
+    """`pretrained/NAME-histories` is what `hf-ad generate --env ENV_ID` builds with no other flags."""
+    metadata = json.loads((PRETRAINED_DIR / f"{name}-histories" / "hf_ad_histories.json").read_text())
+    dataset = recipe_for(env_id).dataset
+    generated = metadata["generator_config"]
+    assert (metadata["env_id"], metadata["source"]) == (env_id, dataset.source)
+    assert (generated["histories_per_task"], generated["episodes"], generated["keep_every"]) == (
+        dataset.histories_per_task,
+        dataset.episodes,
+        dataset.keep_every,
+    )
+    assert {key: generated[key] for key in dataset.source_options} == dataset.source_options

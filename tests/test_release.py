@@ -46,15 +46,14 @@ BANDIT_RELEASE = {
 BANDIT_AD_BARS = {"odd": 0.95, "even": 0.85, "uniform": 0.85}
 BANDIT_ED_EVEN_BAR = 0.5  # ED stays below it on the held-out distribution
 BANDIT_TRAINING_MINUTES = 15
-# Dark Room Hard (reward once, max 1): the bars this release meets (the paper's AD: 0.41 at episode 200). The
-# issue's 0.75 over episodes 901-1000 and ED within 0.1 of its start are not met yet (0.64; ED 0.13 -> 0.24).
+# Dark Room Hard (reward once, max 1): the bars (the paper's AD: 0.41 at episode 200, 0.68 at 1000).
 HARD_RELEASE = {
     "ad-darkroom-hard": "model",
     "ed-darkroom-hard": "model",
     "darkroom-hard-histories": "dataset",
 }
-HARD_AD_BARS = {"episodes 191-200": 0.55, "episodes 901-1000": 0.6}
-HARD_ED_LAST = 0.3  # ED's last 10 episodes stay below this: it does not learn to search
+HARD_AD_BARS = {"episodes 191-200": 0.55, "episodes 901-1000": 0.75}
+HARD_ED_DRIFT = 0.1  # ED's last 10 episodes within this of its first 10: it does not learn to search
 HARD_TRAINING_MINUTES = 45
 # Pixel Watermaze (reward on every step on the goal): what this release meets. The bars for AD over
 # episodes 91-100 (half the oracle, 3x its episodes 1-10) are not met yet (14.0 of 44.9; 5.8 -> 14.0).
@@ -198,7 +197,8 @@ def test_shipped_darkroom_hard_meets_the_release_bars():
     ad, ed = results["methods"]["AD"], results["methods"]["ED"]
     for episodes, bar in HARD_AD_BARS.items():
         assert ad["n"] == 20 and ad["summary"][episodes]["mean"] >= bar, (episodes, ad["summary"][episodes])
-    assert sum(ed["mean"][-10:]) / 10 < HARD_ED_LAST < ad["summary"]["episodes 901-1000"]["mean"]
+    ed_first, ed_last = sum(ed["mean"][:10]) / 10, sum(ed["mean"][-10:]) / 10
+    assert abs(ed_last - ed_first) <= HARD_ED_DRIFT and ed_last < ad["summary"]["episodes 901-1000"]["mean"]
     assert "source" in results["methods"]  # the source learning from scratch over the same episodes
     for name in ("ad-darkroom-hard", "ed-darkroom-hard"):
         state = json.loads((PRETRAINED_DIR / name / constants.TRAINER_STATE).read_text())

@@ -25,8 +25,14 @@ the goal is. In its 17 x 17 room of 20-step episodes the search is long: with 10
 2 histories per training goal had found it by episode 27 (`hf-ad generate --env hf_ad/DarkRoomHard-v0
 --source explorer --histories-per-task 2 --episodes 80 --keep-every 1 --epsilon 0.1`, its learning curve).
 
-Dark Room, Dark Room Hard and Dark Key-to-Door (`hf_ad/DarkRoom-v0`, `hf_ad/DarkRoomHard-v0`,
-`hf_ad/DarkKeyToDoor-v0`, any `size`): the search knows the room's moves (see `hf_ad.baselines`).
+Pixel Watermaze (privileged, like its Q-learning source): `PoseExploreThenStay`, the same search on the
+env's hidden pose (`info["state"]`: cell and direction) with MiniGrid's moves (turn left, turn right,
+forward), while the dataset stores the first-person views AD sees. It walks to the untested cell the fewest
+moves away (a turn on the spot tests the cell it stands on), then from the first reward on to the goal and
+keeps turning there (reward on every step on the goal).
+
+Dark Room, Dark Room Hard, Dark Key-to-Door and Pixel Watermaze (any `size`): the search knows the room's
+moves (see `hf_ad.baselines`, `hf_ad.envs.pixel_watermaze.PoseTables`).
 """
 
 from __future__ import annotations
@@ -38,16 +44,67 @@ import numpy as np
 
 from hf_ad import constants
 from hf_ad.baselines import ExploreThenStay, KeyThenDoorSearch
-from hf_ad.envs import make_vector_env
-from hf_ad.envs.grid import NUM_ACTIONS
+from hf_ad.envs import STATE_INFO, make_vector_env
 from hf_ad.sources.base import EpisodeBlock, SourceConfig, check_lock_step
+from hf_ad.sources.experts import pose_actions
+
+
+class PoseExploreThenStay:
+    """`hf_ad.baselines.ExploreThenStay` on `num_streams` Pixel Watermazes at once, acting on the hidden
+    pose: the untested cell nearest in moves until a reward appears, then the goal for good.
+
+    Args:
+        tables: the room's `hf_ad.envs.pixel_watermaze.PoseTables` (moves and the cell of each pose).
+        seed: seeds the tie-breaks between equally near cells and equally good moves.
+    """
+
+    def __init__(self, tables, seed: int | None = None):
+        self.tables = tables
+        self.rng = np.random.default_rng(seed)
+        num_cells = tables.size**2
+        self.moves_to = np.stack([tables.distances_to(cell) for cell in range(num_cells)])  # (n, P)
+        self.num_streams = 0
+
+    def reset(self, num_streams: int = 1, seed: int | None = None) -> None:
+        """Start `num_streams` new tasks: nothing tested, no goal known."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.num_streams = int(num_streams)
+        self.tested = np.zeros((self.num_streams, len(self.moves_to)), dtype=bool)  # (B, n)
+        self.goal = np.full(self.num_streams, -1, dtype=np.int64)  # (B,) flat goal cell, -1 = unknown
+        self._poses: np.ndarray | None = None  # (B,) the poses of the last act
+
+    @property
+    def searching(self) -> np.ndarray:
+        """`(B,)` bool: the stream has not found the goal yet."""
+        return self.goal < 0
+
+    def act(self, poses) -> np.ndarray:
+        """`(B,)` int64 actions for the hidden poses `(B,)`."""
+        self._poses = np.asarray(poses, dtype=np.int64).reshape(self.num_streams)
+        self.tested[self.tested.all(axis=1)] = False  # tested everything without a reward: again
+        moves = self.moves_to[:, self._poses].T  # (B, n) moves from each pose to each cell
+        noise = self.rng.random(moves.shape)  # (B, n) in [0, 1): breaks ties only
+        nearest = np.where(self.tested, np.inf, moves + noise).argmin(axis=1)  # (B,)
+        target = np.where(self.goal >= 0, self.goal, nearest)  # (B,)
+        return pose_actions(self.tables.next_pose, self.moves_to[target], self._poses, self.rng)
+
+    def observe(self, rewards, episode_ended=None, actions=None) -> None:
+        """The rewards `(B,)` of the `actions` `(B,)` actually taken from the last act's poses."""
+        landed = self.tables.cell[self.tables.next_pose[self._poses, actions]]  # (B,)
+        paid = np.asarray(rewards).reshape(-1) > 0  # (B,)
+        self.tested[np.arange(self.num_streams), landed] = True
+        self.goal = np.where(paid & (self.goal < 0), landed, self.goal)
+
 
 SEARCHES = {
     constants.DARK_ROOM: ExploreThenStay,
     constants.DARK_ROOM_HARD: ExploreThenStay,
     constants.DARK_KEY_TO_DOOR: KeyThenDoorSearch,
+    constants.PIXEL_WATERMAZE: PoseExploreThenStay,
 }
 EXPLORER_ENVS = tuple(SEARCHES)
+POSE_SEARCHES = (constants.PIXEL_WATERMAZE,)  # searches on the hidden pose, not the observation
 
 
 @dataclass
@@ -81,19 +138,22 @@ def learn(
         raise ValueError("tasks must hold at least one task")
     env = make_vector_env(env_id, tasks, **(env_kwargs or {}))
     rng = np.random.default_rng(config.seed)
-    search = SEARCHES[env_id](size=env.size, seed=int(rng.integers(2**31)))
+    on_poses = env_id in POSE_SEARCHES
+    room = {"tables": env.tables} if on_poses else {"size": env.size}
+    search = SEARCHES[env_id](**room, seed=int(rng.integers(2**31)))
     search.reset(num_streams=len(tasks))
-    observations, _ = env.reset(seed=int(rng.integers(2**31)))
+    num_actions = int(env.single_action_space.n)
+    observations, info = env.reset(seed=int(rng.integers(2**31)))
     try:
         for episode in range(config.episodes):
             steps = []
             ended = False
             while not ended:
-                actions = search.act(observations)  # (N,)
+                actions = search.act(info[STATE_INFO] if on_poses else observations)  # (N,)
                 epsilon = np.where(search.searching, config.epsilon, config.exploit_epsilon)  # (N,)
                 explore = rng.random(len(tasks)) < epsilon  # (N,)
-                actions[explore] = rng.integers(NUM_ACTIONS, size=int(explore.sum()))
-                next_observations, rewards, terminated, truncated, _ = env.step(actions)
+                actions[explore] = rng.integers(num_actions, size=int(explore.sum()))
+                next_observations, rewards, terminated, truncated, info = env.step(actions)
                 steps.append((observations, actions, rewards, terminated, truncated))
                 ended = check_lock_step(terminated, truncated, len(steps))
                 search.observe(rewards, terminated | truncated, actions)
