@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 from minigrid.core.world_object import Wall
 from minigrid.wrappers import RGBImgPartialObsWrapper
 
@@ -176,10 +177,31 @@ def test_bad_arguments_name_the_problem():
         gym.make(PIXEL_WATERMAZE, size=1)
     with pytest.raises(ValueError, match="outside the 9x9 grid"):
         gym.make(PIXEL_WATERMAZE, goal=(9, 0))
+    with pytest.raises(ValueError, match=r"observation must be one of \('view', 'pose'\), got 'xyz'"):
+        gym.make(PIXEL_WATERMAZE, observation="xyz")
     with pytest.raises(ValueError, match=r"action must be an integer in 0\.\.2, got 3"):
         env = gym.make(PIXEL_WATERMAZE, goal=(1, 1)).unwrapped
         env.reset(seed=0)
         env.step(3)
+
+
+def test_pose_observation_is_the_hidden_pose_batched_and_single():
+    """The diagnostic `observation="pose"`: the pose `(x, y, direction)` instead of the view."""
+    tasks = [(2, 7), (1, 1)]
+    batched = make_vector_env(PIXEL_WATERMAZE, tasks, observation="pose")
+    singles = [gym.make(PIXEL_WATERMAZE, goal=task, observation="pose") for task in tasks]
+    check_env(singles[0].unwrapped, skip_render_check=True)
+    assert batched.single_observation_space == gym.spaces.MultiDiscrete([SIZE, SIZE, 4])
+    observations, info = batched.reset(seed=0)
+    for env in singles:
+        env.reset(seed=0)
+    actions = np.random.default_rng(0).integers(3, size=(49, len(tasks)))  # (steps, N) within one episode
+    for step_actions in actions:
+        np.testing.assert_array_equal(observations, [pose_of(pose, SIZE) for pose in info[STATE_INFO]])
+        observations, rewards, _, _, info = batched.step(step_actions)
+        outcomes = [env.step(int(action)) for env, action in zip(singles, step_actions, strict=True)]
+        np.testing.assert_array_equal(observations, np.stack([outcome[0] for outcome in outcomes]))
+        np.testing.assert_array_equal(rewards, [outcome[1] for outcome in outcomes])
 
 
 def test_distances_to_a_goal_cell_follow_minigrids_moves():

@@ -207,6 +207,29 @@ def pose_tables(size: int, tile_size: int) -> PoseTables:
     return PoseTables(size, views, next_pose, cell, pose_index(*start_pose(size), size))
 
 
+OBSERVATIONS = ("view", "pose")  # what the agent observes: the first-person image, or the pose (diagnostic)
+
+
+def observed_table(tables: PoseTables, observation: str) -> np.ndarray:
+    """`(P, ...)`: the observation of each pose, the view `(H, W, 3)` uint8 or the pose `(x, y, direction)`.
+
+    Raises:
+        ValueError: `observation` is not one of `OBSERVATIONS`.
+    """
+    if observation not in OBSERVATIONS:
+        raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
+    if observation == "view":
+        return tables.views
+    return np.array([pose_of(pose, tables.size) for pose in range(tables.num_poses)], dtype=np.int64)
+
+
+def observation_space(tables: PoseTables, observation: str) -> gym.Space:
+    """The observation space of `observation` ("view" or "pose") in the room of `tables`."""
+    if observation == "pose":
+        return gym.spaces.MultiDiscrete([tables.size, tables.size, NUM_DIRECTIONS])
+    return gym.spaces.Box(0, 255, tables.views.shape[1:], dtype=np.uint8)
+
+
 @lru_cache(maxsize=4)
 def _map_room(size: int) -> WatermazeRoom:
     room = WatermazeRoom(size)
@@ -285,6 +308,8 @@ class PixelWatermazeEnv(GoalEnv):
     the image `minigrid.wrappers.RGBImgPartialObsWrapper` returns, 28 x 28 x 3 with the default
     `tile_size=4`. The pose is not observed; `info["state"]` reports its index
     `(y * size + x) * 4 + direction` for privileged learners (tabular Q-learning), never for the agent.
+    With `observation="pose"` (a diagnostic: is the view what limits an agent?) the observation is the
+    pose itself instead, `MultiDiscrete([size, size, 4])` `(x, y, direction)`.
 
     ## Rewards
     After each action, 1 if the agent stands on the goal, else 0, on every such step (as Dark Room):
@@ -303,6 +328,8 @@ class PixelWatermazeEnv(GoalEnv):
       across other resets. `reset(options={"task": (x, y)})` sets a new goal.
     - `size`: side of the free area (default 9, at least 3).
     - `tile_size`: pixels per tile of the view (default 4).
+    - `observation`: `"view"` (default, the first-person image) or `"pose"` (`(x, y, direction)`: the
+      privileged pose as the observation, to measure what seeing costs).
     - `render_mode`: `"ansi"` (text: `#` walls, `G` goal, the agent as `> v < ^`, `@` on the goal) or
       `"rgb_array"` (MiniGrid's top-down drawing with the field of view, the goal and the cells visited
       since the episode began as a trail).
@@ -319,6 +346,7 @@ class PixelWatermazeEnv(GoalEnv):
         task: tuple[int, int] | None = None,
         size: int = 9,
         tile_size: int = DEFAULT_TILE_SIZE,
+        observation: str = "view",
         render_mode: str | None = None,
     ):
         self.size = grid.check_size(size)
@@ -328,7 +356,8 @@ class PixelWatermazeEnv(GoalEnv):
             raise ValueError(f"tile_size must be a positive integer (pixels per tile), got {tile_size!r}")
         self.tile_size = int(tile_size)
         self.tables = pose_tables(self.size, self.tile_size)
-        self.observation_space = gym.spaces.Box(0, 255, self.tables.views.shape[1:], dtype=np.uint8)
+        self.observed = observed_table(self.tables, observation)  # (P, ...) the observation of each pose
+        self.observation_space = observation_space(self.tables, observation)
         self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
         self.render_mode = grid.check_render_mode(render_mode, self.metadata["render_modes"])
         super().__init__(goal, task)
@@ -358,7 +387,7 @@ class PixelWatermazeEnv(GoalEnv):
         return draw_watermaze(self.render_mode, self.size, self.goal, self.pose, self._trail)
 
     def _observation(self) -> np.ndarray:
-        return self.tables.views[self._pose].copy()  # (H, W, 3) uint8; the table is shared
+        return self.observed[self._pose].copy()  # (H, W, 3) uint8 or (3,) int64; the table is shared
 
     def _info(self) -> dict[str, Any]:
         return {STATE_INFO: self._pose}

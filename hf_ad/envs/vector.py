@@ -417,6 +417,7 @@ class PixelWatermazeVectorEnv(_BatchedEnv):
         tasks: one goal `(x, y)` per sub-env.
         size: side of the free area (default 9).
         tile_size: pixels per tile of the view (default 4).
+        observation: `"view"` (default) or `"pose"`, as `hf_ad.envs.PixelWatermazeEnv`'s.
         max_episode_steps: episode length (default 50, the registration's).
         render_mode: `"ansi"`, `"rgb_array"` (top-down maps) or None.
         num_envs: optional; must equal `len(tasks)` (for `gymnasium.make_vec`).
@@ -427,11 +428,13 @@ class PixelWatermazeVectorEnv(_BatchedEnv):
         tasks: Sequence[tuple[int, int]],
         size: int = 9,
         tile_size: int = 4,
+        observation: str = "view",
         max_episode_steps: int | None = 50,
         render_mode: str | None = None,
         num_envs: int | None = None,
     ):
-        template = PixelWatermazeEnv(size=size, tile_size=tile_size)
+        template = PixelWatermazeEnv(size=size, tile_size=tile_size, observation=observation)
+        self._observed = template.observed  # (P, ...) the observation of each pose
         self.size = template.size
         self._tables = template.tables
         self.single_state_space = gym.spaces.Discrete(self._tables.num_poses)  # info["state"], privileged
@@ -456,7 +459,7 @@ class PixelWatermazeVectorEnv(_BatchedEnv):
         return on_goal.astype(np.float32), False
 
     def _observations(self) -> np.ndarray:
-        return self._tables.views.take(self._pose, axis=0)  # (N, H, W, 3) uint8
+        return self._observed.take(self._pose, axis=0)  # (N, H, W, 3) uint8 views or (N, 3) poses
 
     def _info(self) -> dict[str, Any]:
         return {STATE_INFO: self._pose.copy()}
