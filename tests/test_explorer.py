@@ -8,8 +8,9 @@ import pytest
 from hf_ad import constants
 from hf_ad.envs import optimal_return, task_split
 from hf_ad.envs.grid import NOOP
+from hf_ad.envs.pixel_watermaze import pose_tables
 from hf_ad.sources import SOURCES
-from hf_ad.sources.explorer import ExplorerConfig, learn
+from hf_ad.sources.explorer import ExplorerConfig, PoseExploreThenStay, learn
 
 
 def histories(tasks, env_id=constants.DARK_ROOM, **options) -> tuple[np.ndarray, list]:
@@ -73,3 +74,17 @@ def test_pixel_watermaze_search_on_the_hidden_pose_finds_every_goal_within_a_few
     assert returns[0].mean() < 0.5 * optimal.mean()  # it starts in the dark
     np.testing.assert_array_equal(returns[-1], optimal)  # every goal found and reached the fastest way
     assert blocks[0].observations.shape[-3:] == (28, 28, 3)  # the histories hold the views, not the pose
+
+
+def test_pose_search_observes_its_own_actions_unless_told_others():
+    tables = pose_tables(9, 4)
+    own, told = PoseExploreThenStay(tables, seed=0), PoseExploreThenStay(tables, seed=0)
+    for search in (own, told):
+        search.reset(num_streams=2)
+    poses = np.array([tables.start, tables.start])
+    actions = own.act(poses)
+    np.testing.assert_array_equal(told.act(poses), actions)
+    own.observe(np.zeros(2))
+    told.observe(np.zeros(2), actions=actions)
+    np.testing.assert_array_equal(own.tested, told.tested)
+    assert own.tested.sum() == 2  # one cell tested per stream, the one its move led to

@@ -210,24 +210,20 @@ def pose_tables(size: int, tile_size: int) -> PoseTables:
 OBSERVATIONS = ("view", "pose")  # what the agent observes: the first-person image, or the pose (diagnostic)
 
 
-def observed_table(tables: PoseTables, observation: str) -> np.ndarray:
-    """`(P, ...)`: the observation of each pose, the view `(H, W, 3)` uint8 or the pose `(x, y, direction)`.
+def observations_of(tables: PoseTables, observation: str) -> tuple[np.ndarray, gym.Space]:
+    """`(table, space)`: the observation of each pose, `(P, H, W, 3)` uint8 views or `(P, 3)` int64 poses
+    `(x, y, direction)`, and its observation space.
 
     Raises:
         ValueError: `observation` is not one of `OBSERVATIONS`.
     """
-    if observation not in OBSERVATIONS:
-        raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
     if observation == "view":
-        return tables.views
-    return np.array([pose_of(pose, tables.size) for pose in range(tables.num_poses)], dtype=np.int64)
-
-
-def observation_space(tables: PoseTables, observation: str) -> gym.Space:
-    """The observation space of `observation` ("view" or "pose") in the room of `tables`."""
+        return tables.views, gym.spaces.Box(0, 255, tables.views.shape[1:], dtype=np.uint8)
     if observation == "pose":
-        return gym.spaces.MultiDiscrete([tables.size, tables.size, NUM_DIRECTIONS])
-    return gym.spaces.Box(0, 255, tables.views.shape[1:], dtype=np.uint8)
+        direction = np.arange(tables.num_poses) % NUM_DIRECTIONS  # (P,): pose index = cell * 4 + direction
+        poses = np.stack((tables.cell % tables.size, tables.cell // tables.size, direction), axis=1)  # (P, 3)
+        return poses, gym.spaces.MultiDiscrete([tables.size, tables.size, NUM_DIRECTIONS])
+    raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
 
 
 @lru_cache(maxsize=4)
@@ -356,8 +352,8 @@ class PixelWatermazeEnv(GoalEnv):
             raise ValueError(f"tile_size must be a positive integer (pixels per tile), got {tile_size!r}")
         self.tile_size = int(tile_size)
         self.tables = pose_tables(self.size, self.tile_size)
-        self.observed = observed_table(self.tables, observation)  # (P, ...) the observation of each pose
-        self.observation_space = observation_space(self.tables, observation)
+        # (P, ...) the observation of each pose, looked up at every step
+        self.observed, self.observation_space = observations_of(self.tables, observation)
         self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
         self.render_mode = grid.check_render_mode(render_mode, self.metadata["render_modes"])
         super().__init__(goal, task)

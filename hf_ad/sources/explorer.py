@@ -73,6 +73,7 @@ class PoseExploreThenStay:
         self.tested = np.zeros((self.num_streams, len(self.moves_to)), dtype=bool)  # (B, n)
         self.goal = np.full(self.num_streams, -1, dtype=np.int64)  # (B,) flat goal cell, -1 = unknown
         self._poses: np.ndarray | None = None  # (B,) the poses of the last act
+        self._actions: np.ndarray | None = None  # (B,) its actions
 
     @property
     def searching(self) -> np.ndarray:
@@ -87,11 +88,14 @@ class PoseExploreThenStay:
         noise = self.rng.random(moves.shape)  # (B, n) in [0, 1): breaks ties only
         nearest = np.where(self.tested, np.inf, moves + noise).argmin(axis=1)  # (B,)
         target = np.where(self.goal >= 0, self.goal, nearest)  # (B,)
-        return pose_actions(self.tables.next_pose, self.moves_to[target], self._poses, self.rng)
+        self._actions = pose_actions(self.tables.next_pose, self.moves_to[target], self._poses, self.rng)
+        return self._actions.copy()
 
     def observe(self, rewards, episode_ended=None, actions=None) -> None:
-        """The rewards `(B,)` of the `actions` `(B,)` actually taken from the last act's poses."""
-        landed = self.tables.cell[self.tables.next_pose[self._poses, actions]]  # (B,)
+        """The rewards `(B,)` of the last act; `actions` `(B,)`: the actions actually taken, where a caller
+        replaced some of `act`'s (default `act`'s own), as in `hf_ad.baselines.ExploreThenStay.observe`."""
+        taken = self._actions if actions is None else np.asarray(actions, dtype=np.int64)  # (B,)
+        landed = self.tables.cell[self.tables.next_pose[self._poses, taken]]  # (B,)
         paid = np.asarray(rewards).reshape(-1) > 0  # (B,)
         self.tested[np.arange(self.num_streams), landed] = True
         self.goal = np.where(paid & (self.goal < 0), landed, self.goal)
