@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from hf_ad import constants
-from hf_ad.data.windows import WINDOW_COLUMNS, HistoryWindows
+from hf_ad.data.windows import HistoryWindows, window_columns
 
-COLUMNS = (*WINDOW_COLUMNS, constants.EPISODE)
+COLUMNS = (*window_columns(mark_episode_starts=True), constants.EPISODE)  # all any model needs
 BATCH_SIZE = 32  # windows per forward pass
 
 
@@ -60,8 +60,12 @@ def phase_losses(
     first_rows = episode_first_rows(columns[constants.HISTORY_ID], columns[constants.EPISODE])  # (E,)
     episode_length = int(first_rows[1] - first_rows[0]) if len(first_rows) > 1 else len(first_rows)
     context = window_episodes * episode_length
+    marks = model.config.mark_episode_starts
     windows = HistoryWindows(
-        {name: columns[name] for name in WINDOW_COLUMNS}, context, model.config.num_actions
+        {name: columns[name] for name in window_columns(marks)},
+        context,
+        model.config.num_actions,
+        mark_episode_starts=marks,
     )
     history_of_episode = windows.history_of(first_rows)  # (E,)
     rank = np.arange(len(first_rows)) - np.searchsorted(history_of_episode, history_of_episode)  # (E,)

@@ -58,6 +58,7 @@ class TrainingRecipe:
     attention_dropout: float = 0.5
     token_mask_prob: float = 0.3
     label_smoothing: float = 0.0
+    mark_episode_starts: bool = False
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,10 @@ class TrainConfig:
         "token_mask_prob", "Probability of masking a whole input token."
     )
     label_smoothing: float | None = _model_field("label_smoothing", "Label smoothing of the loss.")
+    mark_episode_starts: bool | None = _model_field(
+        "mark_episode_starts",
+        "Give each episode's first transition the 'no previous action' index (true or false).",
+    )
     sliding_window: int | None = _model_field("sliding_window", "Transitions each position attends to.")
     max_context: int | None = _model_field("max_context", "Longest sequence of one forward call.")
     rope_theta: float | None = _model_field("rope_theta", "Base period of the rotary positions.")
@@ -496,6 +500,7 @@ def build_model_and_windows(cfg: TrainConfig):
         num_actions=model_config.num_actions,
         tasks=training_tasks(cfg, metadata),
         loss_lead_in=cfg.loss_lead_in,
+        mark_episode_starts=model_config.mark_episode_starts,
     )
     if windows.observation_shape != tuple(model_config.observation_shape):
         raise ValueError(

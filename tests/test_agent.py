@@ -226,3 +226,45 @@ def test_image_observations_reach_the_model_as_in_training():
         logits = model(stream["observations"], prev_actions, stream["prev_rewards"]).logits  # (B, T, A)
     assert set(seen) == {torch.uint8}
     torch.testing.assert_close(logits.argmax(-1), actions)
+
+
+def test_marked_episode_starts_stream_as_the_training_windows_gather_them(tmp_path):
+    """A model trained with `mark_episode_starts` sees "no previous action" at every episode's first step:
+    the agent's greedy actions over three episodes are the argmax of one forward pass over the window
+    `HistoryWindows` gathers from the same transitions."""
+    from hf_ad.data.windows import HistoryWindows
+
+    folder = save_tiny_checkpoint(tmp_path / "marked", TASKS, initializer_range=0.2, mark_episode_starts=True)
+    agent = InContextAgent.from_pretrained(folder, greedy=True)
+    env = gym.make(constants.DARK_ROOM, goal=TASKS[0])
+    agent.reset(1)
+    obs, _ = env.reset(seed=0)
+    names = (constants.OBSERVATION, constants.ACTION, constants.REWARD, constants.STEP)
+    columns = {name: [] for name in names}
+    step = 0
+    while agent.episodes[0] < 3:
+        action = agent.act(obs[None])
+        columns[constants.OBSERVATION].append(obs)
+        columns[constants.STEP].append(step)
+        obs, reward, terminated, truncated, _ = env.step(int(action[0]))
+        columns[constants.ACTION].append(int(action[0]))
+        columns[constants.REWARD].append(reward)
+        agent.observe([reward], [terminated or truncated])
+        step = 0 if terminated or truncated else step + 1
+        if terminated or truncated:
+            obs, _ = env.reset()
+    length = len(columns[constants.ACTION])
+    arrays = {name: np.asarray(values) for name, values in columns.items()}
+    arrays.update({constants.HISTORY_ID: np.zeros(length, int), constants.TASK: np.zeros((length, 2), int)})
+    windows = HistoryWindows(arrays, length, agent.config.num_actions, mark_episode_starts=True)
+    batch = windows.gather(np.array([0]))
+    assert (batch["prev_actions"][0, arrays[constants.STEP] == 0] == agent.config.num_actions).all()
+    with torch.no_grad():
+        logits = agent.model(batch["observations"], batch["prev_actions"], batch["prev_rewards"]).logits
+    np.testing.assert_array_equal(logits[0].argmax(-1).numpy(), arrays[constants.ACTION])
+    agent.act(obs[None])
+    with pytest.raises(ValueError, match="mark_episode_starts"):
+        agent.observe([0.0])  # without the episode ends
+    with pytest.raises(ValueError, match="marks episode starts"):
+        agent.reset(1)
+        agent.prefill({"observations": [[4, 4]], "actions": [0], "rewards": [0.0]})

@@ -99,6 +99,25 @@ def test_windows_run_across_episode_boundaries():
     np.testing.assert_array_equal(prev_actions, columns[constants.ACTION][rows[:, :-1][boundary]])
 
 
+def test_marked_episode_starts_get_the_no_previous_action_token():
+    columns = synthetic_columns()
+    episodes = len(columns[constants.ACTION]) // EPISODE_LENGTH
+    columns[constants.STEP] = np.tile(np.arange(EPISODE_LENGTH), episodes)
+    plain = HistoryWindows(columns, context=10, num_actions=NUM_ACTIONS)
+    marked = HistoryWindows(columns, context=10, num_actions=NUM_ACTIONS, mark_episode_starts=True)
+    starts = plain.sample_starts(np.random.default_rng(2), 200)
+    episode_starts = columns[constants.STEP][starts[:, None] + np.arange(10)] == 0  # (B, T)
+    assert episode_starts[:, 1:].any(axis=1).all()  # every window crosses an episode boundary
+    unmarked, batch = plain.gather(starts), marked.gather(starts)
+    expected = np.where(episode_starts, NUM_ACTIONS, unmarked["prev_actions"].numpy())
+    np.testing.assert_array_equal(batch["prev_actions"].numpy(), expected)
+    for name in ("observations", "prev_rewards", "labels"):  # the previous reward is kept
+        torch.testing.assert_close(batch[name], unmarked[name])
+    del columns[constants.STEP]
+    with pytest.raises(ValueError, match=r"columns \['step'\] to mark episode starts"):
+        HistoryWindows(columns, context=10, num_actions=NUM_ACTIONS, mark_episode_starts=True)
+
+
 def test_every_window_is_reachable_and_sampling_is_uniform():
     columns = synthetic_columns(histories_per_task=1, episodes=3)
     windows = HistoryWindows(columns, context=5, num_actions=NUM_ACTIONS)

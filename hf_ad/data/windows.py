@@ -9,7 +9,7 @@ as the streaming rollout feeds them). Windows are cut at load time and never sto
 The model sees, per transition t of a window, the inputs of `ADModel.forward`:
 - `observations`: o_t;
 - `prev_actions`: a_{t-1}, or `num_actions` ("no previous action") at the first transition of a
-  history;
+  history (and, with `mark_episode_starts`, of every episode: the `step` column's 0s);
 - `prev_rewards`: r_{t-1}, or 0 at the first transition of a history;
 - `labels`: a_t, the action to predict; -100 (ignored by the loss) inside the optional lead-in.
 
@@ -56,6 +56,12 @@ WINDOW_COLUMNS = (
     constants.ACTION,
     constants.REWARD,
 )
+
+
+def window_columns(mark_episode_starts: bool = False) -> tuple[str, ...]:
+    """The columns windows read: `WINDOW_COLUMNS`, and the step within the episode where episode starts are
+    marked (`ADConfig.mark_episode_starts`)."""
+    return (*WINDOW_COLUMNS, constants.STEP) if mark_episode_starts else WINDOW_COLUMNS
 
 
 def dataset_columns(dataset, columns: Sequence[str] = WINDOW_COLUMNS) -> dict[str, ChunkedColumn]:
@@ -106,6 +112,8 @@ class HistoryWindows:
             every history.
         loss_lead_in: the first `loss_lead_in` positions of a window get the label -100 (left out of
             the loss), except in windows that start at a history's first transition.
+        mark_episode_starts: the first transition of every episode (`step` 0; the column is then needed)
+            gets the "no previous action" index, as `ADConfig.mark_episode_starts` asks.
 
     Raises:
         ValueError: a history is split into several runs of rows, no history matches `tasks`, a kept
@@ -120,6 +128,7 @@ class HistoryWindows:
         num_actions: int,
         tasks: Sequence[Sequence[Any]] | None = None,
         loss_lead_in: int = 0,
+        mark_episode_starts: bool = False,
     ):
         if not isinstance(context, int) or context < 1:
             raise ValueError(f"context must be a positive integer, got {context!r}")
@@ -131,7 +140,13 @@ class HistoryWindows:
         self.num_actions = int(num_actions)
         self.loss_lead_in = loss_lead_in
 
-        columns = {name: ChunkedColumn.of(columns[name]) for name in WINDOW_COLUMNS}
+        missing = [name for name in window_columns(mark_episode_starts) if name not in columns]
+        if missing:
+            raise ValueError(
+                f"the windows need the columns {missing}"
+                + (" to mark episode starts (mark_episode_starts=True)" if constants.STEP in missing else "")
+            )
+        columns = {name: ChunkedColumn.of(columns[name]) for name in window_columns(mark_episode_starts)}
         history_id, task = columns[constants.HISTORY_ID], columns[constants.TASK]
         if len(history_id) == 0:
             raise ValueError("the dataset holds no transition")
@@ -145,6 +160,7 @@ class HistoryWindows:
         self.observations = columns[constants.OBSERVATION]  # (N, *obs_shape), read in place
         self.actions = columns[constants.ACTION]  # (N,)
         self.rewards = columns[constants.REWARD]  # (N,)
+        self.steps = columns[constants.STEP] if mark_episode_starts else None  # (N,) step within the episode
         # Batches are cast, never the column: uint8 frames stay uint8 (the model scales them), as an int64
         # or float copy of a history of frames would take 8 or 4 times the memory of the column.
         kind = self.observations.dtype.kind
@@ -204,9 +220,17 @@ class HistoryWindows:
         num_actions: int,
         tasks: Sequence[Sequence[Any]] | None = None,
         loss_lead_in: int = 0,
+        mark_episode_starts: bool = False,
     ) -> HistoryWindows:
         """Windows over a histories `datasets.Dataset` (columns `hf_ad.constants.HISTORY_COLUMNS`)."""
-        return cls(dataset_columns(dataset), context, num_actions, tasks=tasks, loss_lead_in=loss_lead_in)
+        return cls(
+            dataset_columns(dataset, window_columns(mark_episode_starts)),
+            context,
+            num_actions,
+            tasks=tasks,
+            loss_lead_in=loss_lead_in,
+            mark_episode_starts=mark_episode_starts,
+        )
 
     @property
     def num_windows(self) -> int:
@@ -240,18 +264,20 @@ class HistoryWindows:
         """
         starts = np.asarray(starts, dtype=np.int64)  # (B,)
         at_history_start = self.history_first_rows[self.history_of(starts)] == starts  # (B,)
-        # Rows start - 1 .. start + T - 1 (start .. start + T at row 0): the row before a window carries
-        # its first a_{t-1} and r_{t-1}; a window never crosses a history, so only its first position can
-        # begin one.
+        # The row before a window carries its first a_{t-1} and r_{t-1}; a window never crosses a history, so
+        # only its first position can begin one (and then gets "no previous action" below).
         before = np.maximum(starts - 1, 0)  # (B,)
-        actions = self.actions.runs(before, self.context + 1).astype(np.int64, copy=False)  # (B, T + 1)
-        rewards = self.rewards.runs(before, self.context + 1).astype(np.float32, copy=False)  # (B, T + 1)
-        own = (starts - before)[:, None] + np.arange(self.context)  # (B, T) positions of the window's rows
-        labels = np.take_along_axis(actions, own, axis=1)  # (B, T) a_t
-        prev_actions = np.take_along_axis(actions, own - 1, axis=1)  # (B, T) a_{t-1}
-        prev_rewards = np.take_along_axis(rewards, own - 1, axis=1)  # (B, T) r_{t-1}
+        labels = self.actions.runs(starts, self.context).astype(np.int64)  # (B, T) a_t
+        rewards = self.rewards.runs(starts, self.context).astype(np.float32, copy=False)  # (B, T) r_t
+        prev_actions = np.concatenate([self.actions.take(before)[:, None], labels[:, :-1]], axis=1)  # (B, T)
+        prev_rewards = np.concatenate(
+            [self.rewards.take(before)[:, None], rewards[:, :-1]], axis=1, dtype=np.float32
+        )
         prev_actions[at_history_start, 0] = self.num_actions  # "no previous action"
         prev_rewards[at_history_start, 0] = 0.0
+        if self.steps is not None:
+            episode_starts = self.steps.runs(starts, self.context) == 0  # (B, T)
+            prev_actions[episode_starts] = self.num_actions  # "no previous action in this episode"
         observations = self.observations.runs(starts, self.context)  # (B, T, *obs_shape)
         if self.loss_lead_in:
             labels[~at_history_start, : self.loss_lead_in] = IGNORE_INDEX  # windows that start mid-history
@@ -335,5 +361,6 @@ __all__ = [
     "HistoryWindows",
     "RandomWindowBatches",
     "dataset_columns",
+    "window_columns",
     "window_loader",
 ]

@@ -27,6 +27,8 @@ the next (the pair is one transition of the stream).
 A recurrent model (`hf_ad.modeling_rl2.RL2Model`, the RL² baseline) plays through the same agent: its
 `new_cache()` is its recurrent state, and, as it says with `reads_episode_ends = True`, each step also gets
 `prev_dones`, which of the streams' previous steps ended an episode (from `observe(..., episode_ended)`).
+An AD model trained with `mark_episode_starts` needs those episode ends too: the first step of each
+episode then carries "no previous action", as in its training windows.
 """
 
 from __future__ import annotations
@@ -183,6 +185,8 @@ class InContextAgent:
         self.config = model.config
         # A recurrent model (RL²) also reads which previous steps ended an episode (`prev_dones`).
         self.reads_episode_ends = bool(getattr(model, "reads_episode_ends", False))
+        # An AD model trained with marked episode starts ("no previous action" at each episode's first step).
+        self.marks_episode_starts = bool(getattr(self.config, "mark_episode_starts", False))
         self.greedy = greedy
         self.use_cache = use_cache
         self.context_length = context_length
@@ -288,6 +292,11 @@ class InContextAgent:
                 f"{type(self.model).__name__} reads episode ends, which a prompt does not carry: prompting "
                 "is for AD and ED models; play the recurrent model from an empty state"
             )
+        if self.marks_episode_starts:
+            raise ValueError(
+                "this model marks episode starts (config.mark_episode_starts), which a prompt does not "
+                "carry: play it from an empty context, or prompt a model trained without them"
+            )
         prompt = check_prompt(prompt, self.config, self.num_streams)
         observations = self._tensor(prompt["observations"], self._observation_dtype)  # (B, P, *obs)
         actions = self._tensor(prompt["actions"], torch.long)  # (B, P)
@@ -389,10 +398,11 @@ class InContextAgent:
         check_finite(
             "rewards", rewards, "the env returned NaN or inf rewards; check the env's reward function"
         )
-        if episode_ended is None and self.reads_episode_ends:
+        if episode_ended is None and (self.reads_episode_ends or self.marks_episode_starts):
             raise ValueError(
-                f"{type(self.model).__name__} reads episode ends: pass observe(rewards, episode_ended) with "
-                "terminated | truncated of every stream"
+                f"{type(self.model).__name__} reads episode ends"
+                + (" (config.mark_episode_starts)" if self.marks_episode_starts else "")
+                + ": pass observe(rewards, episode_ended) with terminated | truncated of every stream"
             )
         ended = np.zeros(self.num_streams, dtype=bool)
         if episode_ended is not None:
@@ -402,6 +412,10 @@ class InContextAgent:
             self.episodes += ended
         self.prev_done = torch.from_numpy(ended).to(self.device, self.model.dtype).reshape(-1, 1)
         self.prev_action = self._pending_action
+        if self.marks_episode_starts and ended.any():  # the next step starts an episode: "no previous action"
+            self.prev_action = self.prev_action.masked_fill(
+                torch.from_numpy(ended).to(self.device).reshape(-1, 1), self.config.num_actions
+            )  # (B, 1)
         self.prev_reward = torch.from_numpy(rewards).to(self.device, self.model.dtype).reshape(-1, 1)
         self._pending_action = None
 

@@ -119,6 +119,13 @@ class ADConfig(PreTrainedConfig):
             model must predict the action of a masked step from the context alone. Off in eval mode.
         label_smoothing (`float`, *optional*, defaults to 0.0):
             Label smoothing of the cross-entropy loss (the paper uses 0.2 for Dark Room Hard only).
+        mark_episode_starts (`bool`, *optional*, defaults to `False`):
+            Whether the first transition of every episode takes the "no previous action" index (as the first
+            transition of a stream does) instead of the previous episode's last action, so that the model
+            sees where episodes begin. The previous reward is kept. Off, the stream runs on across episode
+            resets and the model must infer the boundaries (easy where every episode starts in one cell, as in
+            Dark Room; not where the start is random, as in Key-to-Door). On, streaming needs the episode
+            ends (`InContextAgent.observe(rewards, episode_ended)`) and training reads the `step` column.
         sliding_window (`int`, *optional*, defaults to 80):
             Transitions each position attends to, itself included (80 = four Dark Room episodes). The
             streaming KV cache keeps at most this many transitions per layer.
@@ -177,6 +184,7 @@ class ADConfig(PreTrainedConfig):
     attention_dropout: float = 0.5
     token_mask_prob: float = 0.3
     label_smoothing: float = 0.0
+    mark_episode_starts: bool = False
     sliding_window: int = 80
     max_context: int = 320
     rope_theta: float = 10000.0
@@ -240,6 +248,8 @@ class ADConfig(PreTrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not isinstance(self.mark_episode_starts, bool):
+            raise ValueError(f"mark_episode_starts must be True or False, got {self.mark_episode_starts!r}")
         if not isinstance(self.reward_scale, (int, float)) or not math.isfinite(self.reward_scale):
             raise ValueError(f"reward_scale must be a finite number, got {self.reward_scale!r}")
         check_observation_spec(self.observation_type, self.observation_nvec, self.observation_shape)
