@@ -12,8 +12,10 @@ plays every method on the same held-out tasks of the checkpoint's env, with the 
 A *run* is one checkpoint and one evaluation seed over all the tasks; its score per episode is the mean
 return over the tasks. Each method reports, per episode, the mean, the standard deviation (ddof 0) and
 the number `n` of its runs, as in the paper's figures (mean ± 1 std). The evaluation seeds of a checkpoint
-are played as one batch (tasks x seeds streams at once), each stream with its own env seed; the source's
-seed i runs with seed `seed + i`.
+are played in pieces of whole seeds (`hf_ad.evaluation_pieces.seed_pieces`), each stream with its own env
+seed and its actions drawn as in one batch of all tasks x seeds streams; the source's seed i runs with seed
+`seed + i`. Finished pieces are kept in `out` until the results are written, so an interrupted
+evaluation resumes when run again (`hf_ad.evaluation_pieces`).
 
 Every checkpoint, the output folder and the source are checked before the first rollout, so a typo fails
 in a second with the flag and the value named. Writes to `out`: `results.json` (every curve, the oracle's
@@ -44,6 +46,7 @@ from hf_ad import constants
 from hf_ad.cards import update_model_card
 from hf_ad.command_line import command_line
 from hf_ad.envs import optimal_return, random_return, sample_bandit_tasks
+from hf_ad.evaluation_pieces import EvaluationPieces, checkpoint_digest, seed_pieces
 from hf_ad.files import atomic_write_text
 from hf_ad.plotting import Band, Level, save_band_plot
 from hf_ad.processes import current_processes
@@ -255,39 +258,61 @@ def held_out_tasks(path: str, model_config: Any, num_tasks: int | None = None) -
 
 
 def stream_returns(
-    path: str, tasks: list[tuple], config: EvaluateConfig, progress: bool = False
+    path: str,
+    tasks: list[tuple],
+    config: EvaluateConfig,
+    progress: bool = False,
+    pieces: EvaluationPieces | None = None,
+    name: str = "checkpoint",
 ) -> np.ndarray:
     """Play one AD/ED checkpoint on `tasks` for every evaluation seed.
 
     Returns the `(seeds * tasks, episodes)` seed-major returns of every stream (one task, one evaluation
-    seed). `progress` shows a bar over the episodes. Under `accelerate launch` each process plays a
-    contiguous block of the streams as part of the whole run (`rollout`'s `first_stream`), and the blocks
-    are gathered: the returns are those of one process playing them all.
+    seed). `progress` shows a bar over the episodes. The seeds are played in pieces (`seed_pieces`), kept
+    in `pieces` as `{name}-{k}` where given (a rerun reads them back); each piece's streams act as in the
+    whole run (`rollout`'s `first_stream`). Under `accelerate launch` each process plays a contiguous block
+    of every piece, and the blocks are gathered: the returns are those of one process playing them all.
     """
     streams = tasks * config.seeds  # stream (i, task) is evaluation seed i; each has its own env seed
     processes = current_processes()
-    block = processes.block(len(streams))
-    returns = np.zeros((0, config.episodes))  # (streams of this process, episodes)
-    if block:
-        pipe = InContextRLPipeline.from_pretrained(path, device=config.device or processes.device)
-        result = pipe(
-            tasks=streams[block.start : block.stop],
-            num_episodes=config.episodes,
-            seed=config.seed,
-            sample=not config.greedy,
-            progress=progress,
-            first_stream=block.start,
-            total_streams=len(streams),
-        )
-        returns = result.returns
-    return np.concatenate(processes.gather(returns))  # (seeds * tasks, episodes)
+    pipe = None
+
+    def play(piece: range) -> np.ndarray:
+        nonlocal pipe
+        first = piece.start * len(tasks)
+        block = processes.block(len(piece) * len(tasks))
+        returns = np.zeros((0, config.episodes))  # (streams of this process, episodes)
+        if block:
+            pipe = pipe or InContextRLPipeline.from_pretrained(path, device=config.device or processes.device)
+            result = pipe(
+                tasks=streams[first + block.start : first + block.stop],
+                num_episodes=config.episodes,
+                seed=config.seed,
+                sample=not config.greedy,
+                progress=progress,
+                first_stream=first + block.start,
+                total_streams=len(streams),
+            )
+            returns = result.returns
+        return np.concatenate(processes.gather(returns))  # (piece's streams, episodes)
+
+    returns = [
+        pieces.piece(f"{name}-{index}", lambda piece=piece: play(piece)) if pieces else play(piece)
+        for index, piece in enumerate(seed_pieces(len(tasks), config.seeds))
+    ]
+    return np.concatenate(returns)  # (seeds * tasks, episodes)
 
 
 def evaluate_checkpoint(
-    path: str, tasks: list[tuple], config: EvaluateConfig, progress: bool = False
+    path: str,
+    tasks: list[tuple],
+    config: EvaluateConfig,
+    progress: bool = False,
+    pieces: EvaluationPieces | None = None,
+    name: str = "checkpoint",
 ) -> np.ndarray:
     """Run one AD/ED checkpoint on `tasks` for every evaluation seed: `(seeds, episodes)` run scores."""
-    return runs_from_returns(stream_returns(path, tasks, config, progress), config.seeds)
+    return runs_from_returns(stream_returns(path, tasks, config, progress, pieces, name), config.seeds)
 
 
 def recorded_source(model_path: str) -> tuple[str, dict] | None:
@@ -372,10 +397,13 @@ def evaluate_source(
                 returns[:, block.episode] = block.returns
                 bar.update()
             runs.append(returns.mean(axis=0))
+    return np.stack(processes.gather_shares(runs)), source_record(name, options, config)
+
+
+def source_record(name: str, options: dict, config: EvaluateConfig) -> dict:
+    """The source's config as results.json records it: that of seed 0's run, with every seed listed."""
     recorded = dataclasses.asdict(source_run_config(name, options, config.episodes, config.seed))
-    return np.stack(processes.gather_shares(runs)), recorded | {
-        "seed": [config.seed + i for i in range(config.seeds)]
-    }
+    return recorded | {"seed": [config.seed + i for i in range(config.seeds)]}
 
 
 # --- normalised scores on task distributions (the adversarial bandit) -------------------------------
@@ -626,13 +654,14 @@ def evaluate(
     if source is not None:
         check_source(source, env_id, env_kwargs, tasks[0])
 
+    pieces = EvaluationPieces(config.out, evaluation_settings(config, tasks, source), log)
     methods: dict[str, dict] = {}
     per_checkpoint: dict[str, dict[str, dict]] = {}
     for method, paths in checkpoint_methods(config):
         runs = []
-        for path in paths:
+        for index, path in enumerate(paths):
             log(f"{method}: {path} on {len(tasks)} tasks x {config.seeds} seeds, {config.episodes} episodes")
-            checkpoint_runs = evaluate_checkpoint(path, tasks, config, progress)
+            checkpoint_runs = evaluate_checkpoint(path, tasks, config, progress, pieces, f"{method}-{index}")
             per_checkpoint.setdefault(method, {})[path] = curve_stats(checkpoint_runs)
             runs.append(checkpoint_runs)
         methods[method] = {
@@ -644,7 +673,10 @@ def evaluate(
     if source is not None:
         name, options = source
         log(f"source: {name} learning from scratch on {len(tasks)} tasks x {config.seeds} seeds")
-        runs, source_config = evaluate_source(name, options, env_id, env_kwargs, tasks, config, progress)
+        runs = pieces.piece(
+            "source", lambda: evaluate_source(name, options, env_id, env_kwargs, tasks, config, progress)[0]
+        )
+        source_config = source_record(name, options, config)
         methods["source"] = {"label": f"{name} (from scratch)", "source": name, "config": source_config}
         methods["source"] |= curve_stats(runs)
 
@@ -674,7 +706,27 @@ def evaluate(
         results["normalised"] = normalised["summary"]
     if processes.is_main:
         write_outputs(results, config, per_checkpoint, log)
+    pieces.finish()
     return results
+
+
+def evaluation_settings(config: EvaluateConfig, tasks: list[tuple], source: tuple[str, dict] | None) -> dict:
+    """What a rerun must share with an interrupted evaluation to reuse its finished pieces: every checkpoint
+    and its weights, the tasks, the protocol and the source."""
+    return {
+        "checkpoints": [
+            [method, path, checkpoint_digest(path)]
+            for method, paths in checkpoint_methods(config)
+            for path in paths
+        ],
+        "tasks": [list(task) for task in tasks],
+        "episodes": config.episodes,
+        "seeds": config.seeds,
+        "seed": config.seed,
+        "greedy": config.greedy,
+        "source": source,
+        "pieces": [[piece.start, piece.stop] for piece in seed_pieces(len(tasks), config.seeds)],
+    }
 
 
 def write_outputs(

@@ -365,3 +365,42 @@ def test_two_processes_give_the_single_process_results(tmp_path):
     assert together.pop("command") == alone.pop("command").replace("/one", "/two")
     assert together == alone
     assert together["methods"]["AD"]["std"] != [0.0] * 12  # the seeds differ: sampling was exercised
+
+
+class Stopped(Exception):
+    """An evaluation stopped from outside (as by Ctrl-C or a killed job)."""
+
+
+def test_an_interrupted_evaluation_resumes_where_it_stopped_with_the_same_results(tmp_path, monkeypatch):
+    """One piece per seed: stopped in the second of three, a rerun plays the other two and gives the numbers
+    of an uninterrupted run; a rerun with other settings starts afresh."""
+    from hf_ad.rollout import InContextRLPipeline
+
+    monkeypatch.setattr("hf_ad.evaluation_pieces.PIECE_STREAMS", 1)
+    model = _save_model(tmp_path / "ad", 0)
+    config = dict(model=[model], episodes=4, seeds=3, source="q_learning", video=False)
+    whole = evaluate(EvaluateConfig(out=str(tmp_path / "whole"), **config))
+    play, played, stop_at = InContextRLPipeline.__call__, [], [1]  # stop at the second call
+
+    def stopping(pipe, *args, **kwargs):
+        if len(played) in stop_at:
+            raise Stopped
+        played.append(kwargs["first_stream"])
+        return play(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(InContextRLPipeline, "__call__", stopping)
+    out = tmp_path / "resumed"
+    with pytest.raises(Stopped):
+        evaluate(EvaluateConfig(out=str(out), **config))
+    assert sorted(path.name for path in (out / constants.STAGING_DIR).glob("*.npy")) == ["AD-0-0.npy"]
+    lines, played[:], stop_at[:] = [], [], []
+    resumed = evaluate(EvaluateConfig(out=str(out), **config), log=lines.append)
+    assert played == [2, 4]  # the first streams of seeds 1 and 2 (2 tasks a seed)
+    assert resumed["methods"] == whole["methods"] and "(pieces done: 1)" in lines[0]
+    assert not (out / constants.STAGING_DIR).exists()
+    played[:], stop_at[:] = [], [1]
+    with pytest.raises(Stopped):
+        evaluate(EvaluateConfig(out=str(out), **config))
+    lines, played[:], stop_at[:] = [], [], []
+    evaluate(EvaluateConfig(out=str(out), **{**config, "episodes": 3}), log=lines.append)
+    assert played == [0, 2, 4] and "discarded the unfinished evaluation" in lines[0]
