@@ -283,7 +283,8 @@ def stream_returns(
         block = processes.block(len(piece) * len(tasks))
         returns = np.zeros((0, config.episodes))  # (streams of this process, episodes)
         if block:
-            pipe = pipe or InContextRLPipeline.from_pretrained(path, device=config.device or processes.device)
+            if pipe is None:  # loaded once, for the first piece this process plays
+                pipe = InContextRLPipeline.from_pretrained(path, device=config.device or processes.device)
             result = pipe(
                 tasks=streams[first + block.start : first + block.stop],
                 num_episodes=config.episodes,
