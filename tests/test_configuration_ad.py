@@ -60,6 +60,7 @@ def test_numpy_values_become_plain_lists():
         ({"attention_dropout": 1.0}, "attention_dropout must be a probability in [0, 1), got 1.0"),
         ({"token_mask_prob": -0.1}, "token_mask_prob must be a probability in [0, 1), got -0.1"),
         ({"label_smoothing": 2}, "label_smoothing must be a probability in [0, 1), got 2"),
+        ({"mark_episode_starts": 1}, "mark_episode_starts must be True or False, got 1"),
         ({"rope_theta": 0}, "rope_theta must be a positive number, got 0"),
         ({"reward_scale": float("nan")}, "reward_scale must be a finite number, got nan"),
         ({"observation_type": "graph"}, "observation_type must be one of"),
