@@ -264,15 +264,18 @@ class HistoryWindows:
         """
         starts = np.asarray(starts, dtype=np.int64)  # (B,)
         at_history_start = self.history_first_rows[self.history_of(starts)] == starts  # (B,)
-        # The row before a window carries its first a_{t-1} and r_{t-1}; a window never crosses a history, so
-        # only its first position can begin one (and then gets "no previous action" below).
+        # Rows start - 1 .. start + T - 1 (start .. start + T at row 0): the row before a window carries
+        # its first a_{t-1} and r_{t-1}; a window never crosses a history, so only its first position can
+        # begin one. A column of exactly T rows has one window, at row 0, and only T rows to read: its
+        # position 0 then reads index -1, which the "no previous action" below overwrites.
         before = np.maximum(starts - 1, 0)  # (B,)
-        labels = self.actions.runs(starts, self.context).astype(np.int64)  # (B, T) a_t
-        rewards = self.rewards.runs(starts, self.context).astype(np.float32, copy=False)  # (B, T) r_t
-        prev_actions = np.concatenate([self.actions.take(before)[:, None], labels[:, :-1]], axis=1)  # (B, T)
-        prev_rewards = np.concatenate(
-            [self.rewards.take(before)[:, None], rewards[:, :-1]], axis=1, dtype=np.float32
-        )
+        span = min(self.context + 1, len(self.actions))
+        actions = self.actions.runs(before, span).astype(np.int64, copy=False)  # (B, T + 1)
+        rewards = self.rewards.runs(before, span).astype(np.float32, copy=False)  # (B, T + 1)
+        own = (starts - before)[:, None] + np.arange(self.context)  # (B, T) positions of the window's rows
+        labels = np.take_along_axis(actions, own, axis=1)  # (B, T) a_t
+        prev_actions = np.take_along_axis(actions, own - 1, axis=1)  # (B, T) a_{t-1}
+        prev_rewards = np.take_along_axis(rewards, own - 1, axis=1)  # (B, T) r_{t-1}
         prev_actions[at_history_start, 0] = self.num_actions  # "no previous action"
         prev_rewards[at_history_start, 0] = 0.0
         if self.steps is not None:
