@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from hf_ad.attention import FastDropout, dropout_attention, kept
+from hf_ad.attention import FastDropout, banded, banded_attention, dropout_attention, kept
 from hf_ad.configuration_ad import ADConfig
 from hf_ad.modeling_ad import ADModel
 
@@ -112,7 +112,47 @@ def test_off_the_cpu_sdpa_drops_out_itself(monkeypatch):
     from hf_ad import attention
 
     seen = []
-    monkeypatch.setattr(attention, "sdpa_attention_forward", lambda *args, **kwargs: seen.append(kwargs))
+    monkeypatch.setattr(
+        attention, "sdpa_attention_forward", lambda *args, **kwargs: (seen.append(kwargs), None)
+    )
     query = torch.empty(1, 2, 4, 8, device="meta")
     dropout_attention(torch.nn.Module(), query, query, query, None, dropout=0.5, scaling=0.3)
     assert seen[0]["dropout"] == 0.5 and seen[0]["scaling"] == 0.3
+
+
+@pytest.mark.parametrize(("steps", "window"), [(10, 5), (13, 5), (24, 6), (7, 1)])
+def test_banded_attention_equals_the_dense_masked_attention_and_its_gradients(steps, window):
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(2, 3, steps, 4, requires_grad=True) for _ in range(3))
+    mask = sliding_window_mask(2, steps, window, padded=0)
+    mask[1, :, :, 2] = False  # a padded key inside the window of the second stream
+
+    def attend(query, key, value, mask):
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask).transpose(1, 2)
+
+    dense = attend(query, key, value, mask)  # (B, T, H, d)
+    dense_grads = torch.autograd.grad(dense.square().sum(), (query, key, value))
+    blocked = banded_attention(attend, query, key, value, mask, window)
+    torch.testing.assert_close(blocked, dense)
+    blocked_grads = torch.autograd.grad(blocked.square().sum(), (query, key, value))
+    for got, expected in zip(blocked_grads, dense_grads, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
+def test_attention_is_banded_only_for_a_masked_uncached_sequence_of_twice_the_window():
+    query, mask = torch.zeros(1, 1, 10, 4), torch.ones(1, 1, 10, 10, dtype=torch.bool)
+    assert banded(query, query, mask, 5)
+    assert not banded(query, query, mask, 6)  # shorter than twice the window: dense
+    assert not banded(query, query, mask, None)  # no sliding window
+    assert not banded(query, query, None, 5)  # no mask: plain causal
+    assert not banded(query[:, :, :1], query, mask[:, :, :1], 5)  # one query over a cache
+
+
+@pytest.mark.parametrize("dropout", [0.0, 1e-9])
+def test_dropout_attention_over_a_sliding_window_is_banded_with_the_same_output(dropout):
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(2, 2, 30, 8) for _ in range(3))
+    mask = sliding_window_mask(2, 30, 7, padded=0)
+    expected = F.scaled_dot_product_attention(query, key, value, attn_mask=mask).transpose(1, 2)
+    output, _ = dropout_attention(torch.nn.Module(), query, key, value, mask, dropout, sliding_window=7)
+    torch.testing.assert_close(output, expected)
