@@ -32,7 +32,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicSlidingWindowLa
 from transformers.models.phi3.modeling_phi3 import rotate_half
 from transformers.utils import ModelOutput
 
-from .attention import ATTENTION_NAME, FastDropout
+from .attention import ATTENTION_NAME, FastDropout, sliding_window_bias
 from .configuration_ad import ADConfig
 from .constants import CUSTOM_PIPELINES, PIPELINE_CODE
 
@@ -486,7 +486,7 @@ class ADModel(ADPreTrainedModel):
         else:
             hidden = self.decoder(
                 inputs_embeds=tokens,
-                attention_mask=attention_mask,
+                attention_mask=self._decoder_mask(tokens, attention_mask, past_key_values),
                 past_key_values=past_key_values,
                 use_cache=use_cache,
                 **({"output_attentions": True} if output_attentions else {}),
@@ -504,6 +504,22 @@ class ADModel(ADPreTrainedModel):
         return ADOutput(
             loss=loss, logits=logits, past_key_values=hidden.past_key_values, attentions=attentions
         )
+
+    def _decoder_mask(
+        self, tokens: torch.Tensor, attention_mask: torch.Tensor | None, cache: Cache | None
+    ) -> torch.Tensor | None:
+        """The mask handed to the decoder: for unpadded, uncached sequences longer than the window on hf_ad's
+        attention, one additive `(1, 1, T, T)` mask for all layers (`sliding_window_bias`); else the
+        caller's `attention_mask`, from which transformers builds its own (None for plain causal ones)."""
+        steps, window = tokens.shape[1], self.config.sliding_window
+        if (
+            attention_mask is None
+            and cache is None
+            and steps > window
+            and self.decoder.config._attn_implementation == ATTENTION_NAME
+        ):
+            return sliding_window_bias(steps, window, tokens.dtype, tokens.device)
+        return attention_mask
 
     def _streams_one_step(self, tokens: torch.Tensor, cache: Cache | None, output_attentions: bool) -> bool:
         """Whether this call is a streaming step that [`stream_step`] computes: one transition per stream into

@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from hf_ad.attention import FastDropout, banded, banded_attention, dropout_attention, kept
+from hf_ad.attention import (
+    FastDropout,
+    banded,
+    banded_attention,
+    dropout_attention,
+    kept,
+    sliding_window_bias,
+)
 from hf_ad.configuration_ad import ADConfig
 from hf_ad.modeling_ad import ADModel
 
@@ -156,3 +163,36 @@ def test_dropout_attention_over_a_sliding_window_is_banded_with_the_same_output(
     expected = F.scaled_dot_product_attention(query, key, value, attn_mask=mask).transpose(1, 2)
     output, _ = dropout_attention(torch.nn.Module(), query, key, value, mask, dropout, sliding_window=7)
     torch.testing.assert_close(output, expected)
+
+
+def test_sliding_window_bias_is_zero_exactly_where_the_sliding_window_attends():
+    bias = sliding_window_bias(9, 4, torch.float32, torch.device("cpu"))
+    assert bias.shape == (1, 1, 9, 9)
+    assert torch.equal(bias == 0, sliding_window_mask(1, 9, 4, padded=0))
+    assert torch.isneginf(bias[bias != 0]).all()
+
+
+@pytest.mark.parametrize("attention_dropout", [0.0, 0.5])
+def test_training_with_one_additive_mask_equals_transformers_mask(monkeypatch, attention_dropout):
+    """The model hands the decoder `sliding_window_bias` for long unpadded sequences: the same loss and
+    gradients as transformers' own (B, 1, T, T) bool mask, dropout masks drawn alike."""
+    config = ADConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        sliding_window=20, max_context=60, attention_dropout=attention_dropout,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = ADModel(config).train()
+    observations = torch.randint(0, 9, (3, 60, 2))
+    actions, rewards = torch.randint(0, 5, (3, 60)), torch.rand(3, 60)
+
+    def loss_and_grads():
+        torch.manual_seed(1)
+        loss = model(observations, actions, rewards, labels=actions).loss
+        return loss, torch.autograd.grad(loss, list(model.parameters()))
+
+    loss, grads = loss_and_grads()
+    monkeypatch.setattr(ADModel, "_decoder_mask", lambda self, tokens, mask, cache: mask)
+    expected_loss, expected_grads = loss_and_grads()
+    torch.testing.assert_close(loss, expected_loss)
+    for got, expected in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, expected)

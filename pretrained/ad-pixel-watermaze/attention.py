@@ -124,8 +124,9 @@ def banded_attention(
     the keys from `window - 1` before its first query to its last: the same output wherever the mask allows
     no key outside the window (transformers' sliding-window mask: query t sees keys t - window < s <= t).
 
-    `query`, `key`, `value` are `(B, H, T, d)` at the same T positions, `attention_mask` bool `(B or 1, 1,
-    T, T)`; `attend` returns `(B, t, H, d)` for a block of t queries. Returns `(B, T, H, d)`.
+    `query`, `key`, `value` are `(B, H, T, d)` at the same T positions, `attention_mask` `(B or 1, 1, T, T)`
+    (bool, or additive as [`sliding_window_bias`]); `attend` returns `(B, t, H, d)` for a block of t queries.
+    Returns `(B, T, H, d)`.
     """
     steps, block = query.shape[-2], -(-window // 2)
     outputs = []
@@ -156,16 +157,32 @@ def softmax_dropout_attention(
     queries, keys = query.shape[-2], key.shape[-2]
     if attention_mask is None:  # causal, the last query at the last key
         attention_mask = torch.ones(queries, keys, dtype=torch.bool, device=query.device).tril(keys - queries)
-    # Added to the scores: 0 where a query attends, else the smallest finite value (as transformers' eager
-    # attention: a query with no key gets uniform weights rather than NaN).
-    bias = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device)  # (B or 1, 1, T, S)
-    bias = bias.masked_fill_(~attention_mask, torch.finfo(query.dtype).min)
+    if attention_mask.dtype == torch.bool:
+        # Added to the scores: 0 where a query attends, else the smallest finite value (as transformers' eager
+        # attention: a query with no key gets uniform weights rather than NaN).
+        bias = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device)  # (B or 1, 1, T, S)
+        bias = bias.masked_fill_(~attention_mask, torch.finfo(query.dtype).min)
+    else:  # already additive ([`sliding_window_bias`])
+        bias = attention_mask
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scale).add_(bias)  # (B, H, T, S)
     probabilities = torch.softmax(scores.float(), dim=-1).to(query.dtype)  # (B, H, T, S), summed in float32
     probabilities = probabilities * kept(probabilities.shape, dropout, query.device)  # (B, H, T, S)
     output = torch.matmul(probabilities, value) * (1.0 / (1.0 - dropout))  # (B, H, T, d)
     return output.transpose(1, 2).contiguous()  # (B, T, H, d)
+
+
+def sliding_window_bias(steps: int, window: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The additive `(1, 1, T, T)` mask of causal attention over `window` keys (transformers' sliding window:
+    query t sees keys t - window < s <= t): 0 where a query attends, -inf elsewhere.
+
+    One such mask serves every layer and every stream of a batch; transformers' own is a `(B, 1, T, T)` bool
+    that SDPA converts to this form again in every layer.
+    """
+    positions = torch.arange(steps, device=device)
+    behind = positions[:, None] - positions[None, :]  # (T, T): how far key s lies behind query t
+    bias = torch.zeros(steps, steps, dtype=dtype, device=device)
+    return bias.masked_fill_((behind < 0) | (behind >= window), float("-inf"))[None, None]  # (1, 1, T, T)
 
 
 AttentionInterface.register(ATTENTION_NAME, dropout_attention)
