@@ -56,8 +56,9 @@ class FastDropout(nn.Dropout):
             return inputs
         if self.p == 1.0:
             return inputs * 0.0
-        # A product with the bool mask: several times faster than masked_fill on CPU.
-        return inputs * kept(inputs.shape, self.p, inputs.device) * (1.0 / (1.0 - self.p))
+        # One product with the scaled mask (0 or 1 / (1 - p)): faster than masked_fill on CPU, and its backward
+        # is one product too.
+        return inputs * (kept(inputs.shape, self.p, inputs.device) * (1.0 / (1.0 - self.p)))
 
 
 def dropout_attention(
