@@ -56,8 +56,8 @@ class FastDropout(nn.Dropout):
             return inputs
         if self.p == 1.0:
             return inputs * 0.0
-        # One product with the scaled mask (0 or 1 / (1 - p)): faster than masked_fill on CPU, and its backward
-        # is one product too.
+        # One product with the scaled mask (0 or 1 / (1 - p)): faster than masked_fill on CPU, and its
+        # backward is one product too.
         return inputs * (kept(inputs.shape, self.p, inputs.device) * (1.0 / (1.0 - self.p)))
 
 
