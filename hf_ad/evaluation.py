@@ -220,10 +220,19 @@ def stream_outcomes(returns: np.ndarray, window: int, solved: float) -> dict[str
 
     The run scores average over tasks, which cannot tell a policy that improves a little on every task
     from one where a few streams jump from failing to solving (the lucky streams of ED: it walks back to
-    a goal it stumbled on). `solved` is the mean return that counts as solving a task.
+    a goal it stumbled on). `solved` is the mean return that counts as solving a task. Also the spread of
+    the streams' last-window means (min, median, max) and, where episodes score at most
+    `FEW_EPISODE_RETURNS` distinct returns (Key-to-Door: 0, 1 or 2), the share of the last windows'
+    episodes that scored each: where a loose policy loses its points.
     """
     first = returns[:, :window].mean(axis=1)  # (streams,)
     last = returns[:, -window:].mean(axis=1)  # (streams,)
+    values, counts = np.unique(returns[:, -window:], return_counts=True)
+    shares = (
+        {float(value): float(count / counts.sum()) for value, count in zip(values, counts, strict=True)}
+        if len(values) <= FEW_EPISODE_RETURNS
+        else None
+    )
     return {
         "streams": len(returns),
         "first_mean": float(first.mean()),
@@ -232,7 +241,14 @@ def stream_outcomes(returns: np.ndarray, window: int, solved: float) -> dict[str
         "solved_last": int((last >= solved).sum()),
         "under_1_last": int((last < 1).sum()),
         "failing_to_solved": int(((first < solved) & (last >= solved)).sum()),
+        "last_min": float(last.min()),
+        "last_median": float(np.median(last)),
+        "last_max": float(last.max()),
+        "last_episode_shares": shares,
     }
+
+
+FEW_EPISODE_RETURNS = 10  # `stream_outcomes` counts each episode return when there are at most this many
 
 
 # --- the methods ----------------------------------------------------------------------------------

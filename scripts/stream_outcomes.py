@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="base seed, as in `hf-ad evaluate`")
     parser.add_argument("--window", type=int, default=10, help="episodes compared at each end")
     parser.add_argument("--solved", type=float, default=12.0, help="mean return that counts as solving")
+    parser.add_argument(
+        "--num-tasks", type=int, default=None, help="a fixed sample of held-out tasks, as `hf-ad evaluate`'s"
+    )
     args = parser.parse_args(argv)
 
     from transformers import AutoConfig
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     config = EvaluateConfig(
         model=[args.model], out="", episodes=args.episodes, seeds=args.seeds, seed=args.seed
     )
-    tasks = held_out_tasks(args.model, AutoConfig.from_pretrained(args.model))
+    tasks = held_out_tasks(args.model, AutoConfig.from_pretrained(args.model), args.num_tasks)
     returns = stream_returns(args.model, tasks, config)
     outcome = stream_outcomes(returns, args.window, args.solved)
     streams, window, solved = outcome["streams"], args.window, args.solved
@@ -43,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"streams solving in their last {window} episodes: {outcome['solved_last']}")
     print(f"streams failing at first, solving at the end: {outcome['failing_to_solved']}")
     print(f"streams under 1 in their last {window} episodes: {outcome['under_1_last']}")
+    low, median, high = outcome["last_min"], outcome["last_median"], outcome["last_max"]
+    print(f"last {window} episodes, streams' means: min {low:.2f}, median {median:.2f}, max {high:.2f}")
+    if (episode_shares := outcome["last_episode_shares"]) is not None:
+        shares = ", ".join(f"{value:g}: {share:.1%}" for value, share in episode_shares.items())
+        print(f"episodes of the last {window} scoring each return: {shares}")
     return 0
 
 

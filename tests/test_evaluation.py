@@ -154,7 +154,13 @@ def test_stream_outcomes_count_streams_that_go_from_failing_to_solving():
         "solved_last": 2,
         "under_1_last": 2,
         "failing_to_solved": 1,
+        "last_min": 0.0,
+        "last_median": 8.25,
+        "last_max": 16.0,
+        "last_episode_shares": {0.0: 0.25, 0.5: 0.25, 16.0: 0.5},
     }
+    many = np.arange(24.0).reshape(2, 12)  # 12 distinct returns in the last windows: not counted one by one
+    assert stream_outcomes(many, window=6, solved=12.0)["last_episode_shares"] is None
 
 
 def test_stream_returns_are_the_streams_behind_the_run_scores(tmp_path):
