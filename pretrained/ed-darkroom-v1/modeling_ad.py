@@ -29,7 +29,6 @@ from torch import nn
 from transformers import Phi3Config, Phi3Model, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, DynamicSlidingWindowLayer
-from transformers.models.phi3.modeling_phi3 import rotate_half
 from transformers.utils import ModelOutput
 
 from .attention import ATTENTION_NAME, FastDropout, sliding_window_bias
@@ -140,25 +139,31 @@ def stream_step(decoder: Phi3Model, tokens: torch.Tensor, cache: SlidingWindowCa
     """One transition per stream through `decoder` in evaluation, `(B, 1, D)` tokens -> `(B, 1, D)` states.
 
     The decoder's own layers, weights and ring-buffer cache, without the machinery of a general forward
-    (mask building, attention dispatch, output capture): with one transition per stream, that machinery
-    cost more than the arithmetic. The single query attends to every state the cache returns (the last
-    `sliding_window` transitions, itself included), so no mask is needed. The same operations on the same
-    numbers as `decoder(inputs_embeds=tokens, past_key_values=cache)`, so the same logits bit for bit
+    (mask building, attention dispatch, output capture, module calls): with one transition per stream, that
+    machinery cost more than the arithmetic. The single query attends to every state the cache returns (the
+    last `sliding_window` transitions, itself included), so no mask is needed. The same operations on the
+    same numbers as `decoder(inputs_embeds=tokens, past_key_values=cache)`, so the same logits bit for bit
     (tests/test_modeling_ad.py): sampled actions, and the shipped evaluations, do not change.
     """
     batch, heads = tokens.shape[0], decoder.config.num_attention_heads
     position = torch.full((1, 1), cache.layers[0].cumulative_length, device=tokens.device)  # (1, 1)
     cos, sin = decoder.rotary_emb(tokens, position_ids=position)  # (1, 1, d) each
+    half = cos.shape[-1] // 2
+    # rotate_half(x) * sin == x.roll(half) * signed_sin exactly: a sign moves from x's half to sin's.
+    signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)  # (1, 1, d)
     hidden = tokens.view(batch, -1)  # (B, D): 2-D operands spare the linear layers a reshape
     for layer, layer_cache in zip(decoder.layers, cache.layers, strict=True):
-        attention = layer.self_attn
-        qkv = attention.qkv_proj(rms_norm(layer.input_layernorm, hidden))  # (B, 3D)
+        attention, mlp = layer.self_attn, layer.mlp
+        qkv = F.linear(rms_norm(layer.input_layernorm, hidden), attention.qkv_proj.weight)  # (B, 3D)
         qkv = qkv.view(batch, 3 * heads, 1, -1)  # (B, 3H, 1, d): queries, keys, values by head
-        rotated = qkv[:, : 2 * heads] * cos + rotate_half(qkv[:, : 2 * heads]) * sin  # (B, 2H, 1, d): q, k
+        query_keys = qkv[:, : 2 * heads]  # (B, 2H, 1, d)
+        rotated = query_keys * cos + query_keys.roll(half, dims=-1) * signed_sin  # (B, 2H, 1, d)
         keys, values = layer_cache.update(rotated[:, heads:], qkv[:, 2 * heads :])  # (B, H, S, d) each
         out = F.scaled_dot_product_attention(rotated[:, :heads], keys, values, scale=attention.scaling)
-        hidden = hidden + attention.o_proj(out.view(batch, -1))  # (B, D)
-        hidden = hidden + layer.mlp(rms_norm(layer.post_attention_layernorm, hidden))  # (B, D)
+        hidden = hidden + F.linear(out.view(batch, -1), attention.o_proj.weight)  # (B, D)
+        gate_up = F.linear(rms_norm(layer.post_attention_layernorm, hidden), mlp.gate_up_proj.weight)
+        gate, up = gate_up.chunk(2, dim=-1)  # (B, F) each
+        hidden = hidden + F.linear(up * mlp.activation_fn(gate), mlp.down_proj.weight)  # (B, D)
     return rms_norm(decoder.norm, hidden).view(batch, 1, -1)  # (B, 1, D)
 
 
