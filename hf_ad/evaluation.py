@@ -215,6 +215,9 @@ def runs_from_returns(returns: np.ndarray, seeds: int) -> np.ndarray:
     return returns.reshape(seeds, -1, returns.shape[-1]).mean(axis=1)
 
 
+FEW_EPISODE_RETURNS = 10  # `stream_outcomes` counts each episode return when there are at most this many
+
+
 def stream_outcomes(returns: np.ndarray, window: int, solved: float) -> dict[str, float | int]:
     """How single streams change: the first vs the last `window` episodes of `returns (streams, episodes)`.
 
@@ -246,9 +249,6 @@ def stream_outcomes(returns: np.ndarray, window: int, solved: float) -> dict[str
         "last_max": float(last.max()),
         "last_episode_shares": shares,
     }
-
-
-FEW_EPISODE_RETURNS = 10  # `stream_outcomes` counts each episode return when there are at most this many
 
 
 # --- the methods ----------------------------------------------------------------------------------
