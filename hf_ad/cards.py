@@ -343,6 +343,7 @@ def render_dataset_card(folder: str | Path, metadata: dict, repo_id: str | None 
         curve_table=curve_table(metadata),
         command=portable_command(metadata["command"]),
         hf_ad_version=metadata["hf_ad_version"],
+        sample_of=metadata.get(constants.HISTORIES_SAMPLE_OF),
     )
 
 

@@ -30,7 +30,9 @@ ENV_ID=${ENV_ID:-hf_ad/DarkRoom-v0}
 case "$ENV_ID" in  # NAME: the release's folder names; EVAL: its evaluation folder under pretrained/
     hf_ad/DarkRoom-v0) NAME=darkroom EVAL_NAME=evaluation ;;
     hf_ad/DarkRoomHard-v0) NAME=darkroom-hard EVAL_NAME=evaluation-darkroom-hard ;;
-    hf_ad/DarkKeyToDoor-v0) NAME=key-to-door EVAL_NAME=evaluation-key-to-door ;;
+    # Key-to-Door: its histories (11 MB) ship as their first shard (3 MB); its recipe's evaluation stops at
+    # 200 episodes (20 seeds), a second one plays 1000 on LONG_SEEDS seeds (EVAL_NAME-1000).
+    hf_ad/DarkKeyToDoor-v0) NAME=key-to-door EVAL_NAME=evaluation-key-to-door SAMPLE_SHARDS=1 LONG_SEEDS=1 ;;
     hf_ad/Bandit-v0) NAME=bandit EVAL_NAME=evaluation-bandit ;;
     hf_ad/PixelWatermaze-v0) NAME=pixel-watermaze EVAL_NAME=evaluation-pixel-watermaze ;;
     *) echo "ENV_ID must be one of hf_ad/DarkRoom-v0, hf_ad/DarkRoomHard-v0, hf_ad/DarkKeyToDoor-v0," \
@@ -103,11 +105,17 @@ if [ "${SHIP:-0}" = 1 ]; then
         rm -rf "pretrained/$2" && mv "pretrained/$2.new" "pretrained/$2"
     }
     mkdir -p pretrained
-    ship "$OUT/$NAME-histories" "$NAME-histories"
+    if [ -n "${SAMPLE_SHARDS:-}" ]; then  # too large to ship whole: its first shards (hf_ad.data.sample)
+        rm -rf "pretrained/$NAME-histories"
+        "$BIN/python" -c "from hf_ad.data.sample import write_histories_sample as sample; \
+            sample('$OUT/$NAME-histories', 'pretrained/$NAME-histories', num_shards=$SAMPLE_SHARDS)"
+    else
+        ship "$OUT/$NAME-histories" "$NAME-histories"
+    fi
     ship "$OUT/ad-$NAME/final" "ad-$NAME"
     ship "$OUT/ed-$NAME/final" "ed-$NAME"
     [ "${RL2:-0}" = 1 ] && ship "$RL2_RUN/final" "rl2-$NAME"
-    rm -rf "pretrained/$EVAL_NAME"
+    rm -rf "pretrained/$EVAL_NAME" "pretrained/$EVAL_NAME-1000"
     write_cards
     AD=pretrained/ad-$NAME ED=pretrained/ed-$NAME RL2_MODEL=pretrained/rl2-$NAME EVAL=pretrained/$EVAL_NAME
 else
@@ -121,5 +129,8 @@ elif [ -f "pretrained/rl2-$NAME/config.json" ]; then  # the shipped RL² baselin
 fi
 # The streams split across the same processes (the results are those of one process, tested).
 launch evaluate --model "$AD" --ed-model "$ED" "${RL2_ARGS[@]}" --out "$EVAL" --update-card
+if [ -n "${LONG_SEEDS:-}" ]; then
+    launch evaluate --model "$AD" --ed-model "$ED" --episodes 1000 --seeds "$LONG_SEEDS" --out "$EVAL-1000" --no-video
+fi
 # Once more after the evaluation: a card that has an evaluation links it from its introduction.
 if [ "${SHIP:-0}" = 1 ]; then write_cards; fi

@@ -675,3 +675,45 @@ def test_regions_task_split_is_generated_recorded_and_reproduced(tmp_path):
     assert 'kind="regions"' in (folder / "README.md").read_text()
     with pytest.raises(ValueError, match="--task-split regions needs --env one of"):
         GenerateConfig(out=str(tmp_path / "x"), env=constants.DARK_KEY_TO_DOOR, task_split="regions")
+
+
+def test_a_sample_is_a_complete_dataset_of_the_first_shards(folder, tmp_path):
+    from hf_ad.data.sample import write_histories_sample
+
+    whole = histories.read_metadata(folder)
+    sample = write_histories_sample(folder, tmp_path / "sample", num_shards=1)
+    assert [s["file"] for s in sample["shards"]] == [
+        next(s["file"] for s in whole["shards"] if s["split"] == split) for split in ("train", "test")
+    ]
+    assert sample[constants.HISTORIES_SAMPLE_OF] == {"splits": whole["splits"], "num_shards": 4}
+    assert validate_histories(tmp_path / "sample", verify=True) == sample
+    dataset, _ = load_histories(tmp_path / "sample", split="train")
+    first_shard = pq.read_table(folder / sample["shards"][0]["file"])
+    assert dataset.num_rows == first_shard.num_rows == sample["splits"]["train"]["num_rows"]
+    assert dataset["history_id"] == first_shard.column("history_id").to_pylist()
+    train = sample["splits"]["train"]
+    assert (train["num_tasks"], train["num_histories"], train["num_shards"]) == (SHARD, SHARD, 1)
+    card = (tmp_path / "sample" / constants.DATASET_CARD).read_text()
+    assert "is a **sample** of the dataset: 2 of its 4 parquet" in card
+    assert f"{whole['splits']['train']['num_histories']} histories" in card
+
+
+def test_a_sample_of_every_shard_counts_as_the_whole(folder, tmp_path):
+    from hf_ad.data.sample import write_histories_sample
+
+    whole = histories.read_metadata(folder)
+    sample = write_histories_sample(folder, tmp_path / "sample", num_shards=10)
+    assert sample["splits"] == whole["splits"] and sample["shards"] == whole["shards"]
+
+
+@pytest.mark.parametrize("problem", ["not empty", "no shards"])
+def test_a_bad_sample_request_is_named_and_writes_nothing(folder, tmp_path, problem):
+    from hf_ad.data.sample import write_histories_sample
+
+    out = tmp_path / "sample"
+    out.mkdir()
+    if problem == "not empty":
+        (out / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is not empty" if problem == "not empty" else "at least 1"):
+        write_histories_sample(folder, out, num_shards=0 if problem == "no shards" else 1)
+    assert sorted(p.name for p in out.iterdir()) == (["keep.txt"] if problem == "not empty" else [])
