@@ -31,6 +31,7 @@ DATASET_CARD = "README.md"
 MODEL_CARD = "README.md"
 DATA_DIR = "data"
 HISTORIES_METADATA = "hf_ad_histories.json"
+HISTORIES_SAMPLE_OF = "sample_of"  # the metadata key of a sample (`hf_ad.data.sample`): the whole dataset
 STAGING_DIR = ".hf_ad_staging"  # an unfinished generation; hidden, so `datasets` never reads it
 LEARNING_CURVE_PNG = "learning_curve.png"
 SAMPLE_VIEWS_PNG = "sample_views.png"  # a strip of stored image observations, shown in a dataset card
