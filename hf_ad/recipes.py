@@ -210,7 +210,7 @@ KEY_TO_DOOR_RECIPE = Recipe(
         token_mask_prob=0.0,
         mark_episode_starts=True,
     ),
-    EvaluationRecipe(num_tasks=256),
+    EvaluationRecipe(episodes=200, num_tasks=256),
     departures=(
         "The source is tabular Q-learning with the key in its state (optimistic value 2), one history of "
         "1000 episodes per training task (1800 tasks), every 10th episode kept, instead of A3C; measured "
@@ -218,9 +218,9 @@ KEY_TO_DOOR_RECIPE = Recipe(
         "1.89 by its last episode), 2000 steps each: 1.89 over episodes 191-200 against 1.82 and, over 1000 "
         "episodes (1 seed), 1.86 over 901-1000 against 1.80. A window of "
         "400 transitions (8 episodes; the paper's 4), measured after 2000 steps: 1.82 over episodes "
-        "191-200 against 1.77 with 200 (the evaluation below) and, over 1000 episodes (1 seed, the same "
-        "tasks), 1.80 over 901-1000 against 1.75, at the same transitions per step (16 segments of 800 "
-        "per process instead of 32 of 400). 2000 steps with "
+        "191-200 against 1.77 with 200 (2 seeds on 64 tasks, as below) and, over 1000 episodes (1 seed, "
+        "the same tasks), 1.80 over 901-1000 against 1.75, at the same transitions per step (16 segments "
+        "of 800 per process instead of 32 of 400). 2000 steps with "
         "feed-forward 256 and a global batch of 32 segments to fit 2 CPU cores, at a peak learning rate of "
         "1e-3 instead of 3e-4, measured "
         "(docs/RECIPE_SEARCH.md, `hf-ad evaluate --episodes 200 --seeds 2 --num-tasks 64`): 1.61 over "
@@ -234,10 +234,15 @@ KEY_TO_DOOR_RECIPE = Recipe(
         "also measured against elsewhere: with it (and label smoothing) AD did not learn in context on Dark"
         " Room Hard, it was slower on Dark Room (docs/RECIPE_SEARCH.md), and the bandit scored higher with "
         "both off. Evaluated on a fixed sample of 256 of the 4680 held-out tasks (seed 0, "
-        "`hf_ad.evaluation.held_out_tasks`) instead of all, to fit 20 seeds on 2 cores."
+        "`hf_ad.evaluation.held_out_tasks`) instead of all, for 200 episodes instead of 1000, to fit 20 seeds"
+        " on 2 cores: with a window of 400 transitions a cached step reads 0.8 MB of keys and values per "
+        "stream, so 256 tasks x 20 seeds x 200 episodes take about 45 minutes per checkpoint in two "
+        "processes, and 1000 episodes would take about 4 hours; episodes 901-1000 are measured on one seed "
+        "(`--episodes 1000 --seeds 1`, scripts/reproduce.sh)."
     ),
 )
-"""Dark Key-to-Door: not shipped yet (issue 14); where it departs from the paper: `departures`."""
+"""Dark Key-to-Door (`pretrained/ad-key-to-door`, 2000 steps, 2 x 16 segments of 800 transitions): AD
+distilled from Q-learning with an 8-episode window; where it departs from the paper: `departures`."""
 
 BANDIT_RECIPE = Recipe(
     constants.BANDIT,

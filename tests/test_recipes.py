@@ -18,6 +18,7 @@ from hf_ad.recipes import (
     DARK_ROOM_HARD_RECIPE,
     DARK_ROOM_RECIPE,
     DARK_ROOM_V1_RECIPE,
+    KEY_TO_DOOR_RECIPE,
     PAST_RECIPES,
     RECIPES,
     EvaluationRecipe,
@@ -64,6 +65,8 @@ def test_every_env_has_a_recipe_and_generate_defaults_are_its_dataset():
         ("ad-darkroom-v1", DARK_ROOM_V1_RECIPE),
         ("ad-darkroom-hard", DARK_ROOM_HARD_RECIPE),
         ("ed-darkroom-hard", DARK_ROOM_HARD_RECIPE),
+        ("ad-key-to-door", KEY_TO_DOOR_RECIPE),
+        ("ed-key-to-door", KEY_TO_DOOR_RECIPE),
     ],
 )
 def test_dark_room_recipes_are_the_shipped_releases(name, recipe):
@@ -171,7 +174,12 @@ def test_train_and_evaluate_without_flags_use_the_recipe(tmp_path, tiny_bandit_r
 
 
 @pytest.mark.parametrize(
-    "name, env_id", [("darkroom", constants.DARK_ROOM), ("darkroom-hard", constants.DARK_ROOM_HARD)]
+    "name, env_id",
+    [
+        ("darkroom", constants.DARK_ROOM),
+        ("darkroom-hard", constants.DARK_ROOM_HARD),
+        ("key-to-door", constants.DARK_KEY_TO_DOOR),
+    ],
 )
 def test_shipped_histories_are_the_recipe_dataset(name, env_id):
     """`pretrained/NAME-histories` is what `hf-ad generate --env ENV_ID` builds with no other flags."""

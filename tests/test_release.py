@@ -55,6 +55,19 @@ HARD_RELEASE = {
 HARD_AD_BARS = {"episodes 191-200": 0.55, "episodes 901-1000": 0.75}
 HARD_ED_DRIFT = 0.1  # ED's last 10 episodes within this of its first 10: it does not learn to search
 HARD_TRAINING_MINUTES = 45
+# Key-to-Door (key 1, door 1, max 2): the issue's bars for AD (the paper's AD: 1.66 at episode 200, 1.81 at
+# 1000). Its recipe's evaluation plays 200 episodes x 20 seeds on 256 held-out tasks; episodes 901-1000 come
+# from a second one of 1000 episodes on one seed (evaluation-key-to-door-1000). The issue's ED bar (its last
+# 10 episodes below 1.0) is not met: ED imitates, in context, the episodes that found key and door.
+KEY_TO_DOOR_RELEASE = {
+    "ad-key-to-door": "model",
+    "ed-key-to-door": "model",
+    "key-to-door-histories": "dataset",
+}
+KEY_TO_DOOR_AD_BARS = {"episodes 191-200": 1.75, "episodes 901-1000": 1.85}
+KEY_TO_DOOR_TASKS = 256
+KEY_TO_DOOR_TRAINING_MINUTES = 45
+KEY_TO_DOOR_README_RANGES = ("episodes 1-10", "episodes 41-50", "episodes 191-200")
 # Pixel Watermaze (reward on every step on the goal): what this release meets. The issue's bars for AD over
 # episodes 91-100 (half the oracle, 3x its episodes 1-10) are not met yet (14.0 of 44.9; 5.8 -> 14.0).
 PIXEL_RELEASE = {
@@ -102,7 +115,7 @@ FOLDERS = {
     **{
         PRETRAINED_DIR / name: kind
         for name, kind in (
-            BANDIT_RELEASE | HARD_RELEASE | PIXEL_RELEASE | RL2_RELEASE | FIRST_RELEASE
+            BANDIT_RELEASE | HARD_RELEASE | KEY_TO_DOOR_RELEASE | PIXEL_RELEASE | RL2_RELEASE | FIRST_RELEASE
         ).items()
     },
 }
@@ -203,6 +216,48 @@ def test_shipped_darkroom_hard_meets_the_release_bars():
     for name in ("ad-darkroom-hard", "ed-darkroom-hard"):
         state = json.loads((PRETRAINED_DIR / name / constants.TRAINER_STATE).read_text())
         assert state["device"] == "cpu" and state["wall_time_s"] <= HARD_TRAINING_MINUTES * 60, name
+
+
+def test_shipped_key_to_door_meets_the_release_bars():
+    """256 held-out tasks (a fixed sample), 20 seeds x 200 episodes and 1 seed x 1000, sampled."""
+    results, long = shipped_results("evaluation-key-to-door"), shipped_results("evaluation-key-to-door-1000")
+    assert results["env_id"] == long["env_id"] == constants.DARK_KEY_TO_DOOR and results["sample"]
+    assert (results["episodes"], results["seeds"], long["episodes"], long["seeds"]) == (200, 20, 1000, 1)
+    config = json.loads((PRETRAINED_DIR / "ad-key-to-door" / "config.json").read_text())
+    test_tasks = set(map(tuple, config["test_tasks"]))
+    assert len(results["tasks"]) == KEY_TO_DOOR_TASKS and results["tasks"] == long["tasks"]
+    assert set(map(tuple, results["tasks"])) <= test_tasks
+    ad = results["methods"]["AD"]["summary"]["episodes 191-200"]
+    late = long["methods"]["AD"]["summary"]["episodes 901-1000"]
+    assert ad["mean"] >= KEY_TO_DOOR_AD_BARS["episodes 191-200"], ad
+    assert late["mean"] >= KEY_TO_DOOR_AD_BARS["episodes 901-1000"], late
+    ed_last = sum(results["methods"]["ED"]["mean"][-10:]) / 10
+    assert ed_last < ad["mean"] - 0.5  # ED far below AD (the issue's bar of 1.0 is not met, see above)
+    for evaluation in (results, long):  # the source learning from scratch over the same episodes
+        assert "source" in evaluation["methods"]
+    for name in ("ad-key-to-door", "ed-key-to-door"):
+        state = json.loads((PRETRAINED_DIR / name / constants.TRAINER_STATE).read_text())
+        assert state["device"] == "cpu" and state["wall_time_s"] <= KEY_TO_DOOR_TRAINING_MINUTES * 60, name
+
+
+def test_readme_key_to_door_table_is_the_shipped_evaluation():
+    readme = (PRETRAINED_DIR.parent / "README.md").read_text()
+    results, long = shipped_results("evaluation-key-to-door"), shipped_results("evaluation-key-to-door-1000")
+    for method in ("AD", "ED", "source"):
+        summary = results["methods"][method]["summary"]
+        cells = [
+            f"{summary[key]['mean']:.2f} ± {summary[key]['std']:.2f}" for key in KEY_TO_DOOR_README_RANGES
+        ]
+        late = long["methods"][method]["summary"]["episodes 901-1000"]["mean"]
+        assert readme_row(readme, f"Key-to-Door: {method}") == [*cells, f"{late:.2f}"], method
+
+
+def test_readme_results_table_is_the_shipped_evaluations():
+    """The README's table of every env is what scripts/results_table.py prints from the results.json files."""
+    script = PRETRAINED_DIR.parent / "scripts" / "results_table.py"
+    printed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    table = printed.stdout.strip()
+    assert table.count("\n") >= 6 and table in (PRETRAINED_DIR.parent / "README.md").read_text(), table
 
 
 def test_shipped_pixel_watermaze_meets_the_release_bars():
