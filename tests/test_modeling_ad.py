@@ -167,6 +167,35 @@ def test_the_lean_step_gives_the_decoders_logits_bit_for_bit(monkeypatch):
 
 
 @torch.no_grad()
+def test_the_lean_step_follows_the_models_weights(monkeypatch):
+    """The layers' weights gathered on a cache's first step are the model's parameters: a change in place
+    (an optimizer step) reaches the next step, as it reaches the decoder; another model's steps gather its
+    own."""
+    model = tiny_model()
+    stream = random_stream(model.config, batch=2, steps=6)
+    lean_cache, decoder_cache = model.new_cache(), model.new_cache()
+
+    def step_both(position: int, stepping: ADModel = model) -> None:  # the lean step and the decoder's
+        step = inputs(stream, position, position + 1)
+        lean = stepping(**step, past_key_values=lean_cache).logits
+        with monkeypatch.context() as patch:
+            patch.setattr(ADModel, "_streams_one_step", lambda *args: False)
+            decoder = stepping(**step, past_key_values=decoder_cache).logits
+        assert torch.equal(lean, decoder), position
+
+    for position in range(3):
+        step_both(position)
+    attention = model.decoder.layers[0].self_attn
+    attention.o_proj.weight.mul_(2.0)  # in place, as an optimizer does
+    model.decoder.layers[-1].mlp.down_proj.weight.mul_(-1.0)
+    step_both(3)
+    other = tiny_model()
+    other.load_state_dict(model.state_dict())
+    other.decoder.layers[1].mlp.gate_up_proj.weight.mul_(0.5)
+    step_both(4, other)
+
+
+@torch.no_grad()
 def test_prefill_in_pieces_matches_the_full_forward():
     model = tiny_model()
     stream = random_stream(model.config, batch=2, steps=27)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -133,6 +135,39 @@ class SlidingWindowCache(DynamicCache):
 
     def __init__(self, num_layers: int, sliding_window: int):
         Cache.__init__(self, layers=[RingBufferSlidingWindowLayer(sliding_window) for _ in range(num_layers)])
+        self.stream_decoder: Phi3Model | None = None  # the decoder that `stream_step` last stepped
+        self.layer_weights: list[StreamLayer] = []  # its layers' weights, gathered on that first step
+
+
+class StreamLayer(NamedTuple):
+    """One decoder layer's weights as `stream_step` reads them: gathered once per cache, not per step."""
+
+    input_norm: nn.Module
+    qkv: nn.Parameter  # (3D, D)
+    output: nn.Parameter  # (D, D)
+    post_attention_norm: nn.Module
+    gate_up: nn.Parameter  # (2F, D)
+    down: nn.Parameter  # (D, F)
+    activation: Callable[[torch.Tensor], torch.Tensor]
+    scaling: float
+
+
+def stream_layers(decoder: Phi3Model) -> list[StreamLayer]:
+    """The weights of every layer of `decoder`, by reference: in-place updates and `.to()` are seen."""
+    return [
+        StreamLayer(
+            layer.input_layernorm,
+            layer.self_attn.qkv_proj.weight,
+            layer.self_attn.o_proj.weight,
+            layer.post_attention_layernorm,
+            layer.mlp.gate_up_proj.weight,
+            layer.mlp.down_proj.weight,
+            # nn.SiLU's forward is F.silu: the same numbers without a module call per step
+            F.silu if type(layer.mlp.activation_fn) is nn.SiLU else layer.mlp.activation_fn,
+            layer.self_attn.scaling,
+        )
+        for layer in decoder.layers
+    ]
 
 
 def stream_step(decoder: Phi3Model, tokens: torch.Tensor, cache: SlidingWindowCache) -> torch.Tensor:
@@ -143,28 +178,41 @@ def stream_step(decoder: Phi3Model, tokens: torch.Tensor, cache: SlidingWindowCa
     machinery cost more than the arithmetic. The single query attends to every state the cache returns (the
     last `sliding_window` transitions, itself included), so no mask is needed. The same operations on the
     same numbers as `decoder(inputs_embeds=tokens, past_key_values=cache)`, so the same logits bit for bit
-    (tests/test_modeling_ad.py): sampled actions, and the shipped evaluations, do not change.
+    (tests/test_modeling_ad.py): sampled actions, and the shipped evaluations, do not change. The layers'
+    weights are gathered on the cache's first step (`stream_layers`) and kept with it: the parameters
+    themselves, so changes in place reach later steps; a parameter replaced by a new one needs a new cache.
     """
     batch, heads = tokens.shape[0], decoder.config.num_attention_heads
-    position = torch.full((1, 1), cache.layers[0].cumulative_length, device=tokens.device)  # (1, 1)
-    cos, sin = decoder.rotary_emb(tokens, position_ids=position)  # (1, 1, d) each
+    if cache.stream_decoder is not decoder:  # the cache's first step (or another model's cache)
+        cache.stream_decoder, cache.layer_weights = decoder, stream_layers(decoder)
+    layers = cache.layer_weights
+    position = cache.layers[0].cumulative_length
+    cos, sin = rotary_cos_sin(decoder.rotary_emb, position, tokens.dtype)  # (1, 1, d) each
     half = cos.shape[-1] // 2
     # rotate_half(x) * sin == x.roll(half) * signed_sin exactly: a sign moves from x's half to sin's.
     signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)  # (1, 1, d)
     hidden = tokens.view(batch, -1)  # (B, D): 2-D operands spare the linear layers a reshape
-    for layer, layer_cache in zip(decoder.layers, cache.layers, strict=True):
-        attention, mlp = layer.self_attn, layer.mlp
-        qkv = F.linear(rms_norm(layer.input_layernorm, hidden), attention.qkv_proj.weight)  # (B, 3D)
+    for layer, layer_cache in zip(layers, cache.layers, strict=True):
+        qkv = F.linear(rms_norm(layer.input_norm, hidden), layer.qkv)  # (B, 3D)
         qkv = qkv.view(batch, 3 * heads, 1, -1)  # (B, 3H, 1, d): queries, keys, values by head
         query_keys = qkv[:, : 2 * heads]  # (B, 2H, 1, d)
         rotated = query_keys * cos + query_keys.roll(half, dims=-1) * signed_sin  # (B, 2H, 1, d)
         keys, values = layer_cache.update(rotated[:, heads:], qkv[:, 2 * heads :])  # (B, H, S, d) each
-        out = F.scaled_dot_product_attention(rotated[:, :heads], keys, values, scale=attention.scaling)
-        hidden = hidden + F.linear(out.view(batch, -1), attention.o_proj.weight)  # (B, D)
-        gate_up = F.linear(rms_norm(layer.post_attention_layernorm, hidden), mlp.gate_up_proj.weight)
-        gate, up = gate_up.chunk(2, dim=-1)  # (B, F) each
-        hidden = hidden + F.linear(up * mlp.activation_fn(gate), mlp.down_proj.weight)  # (B, D)
+        out = F.scaled_dot_product_attention(rotated[:, :heads], keys, values, scale=layer.scaling)
+        hidden = hidden + F.linear(out.view(batch, -1), layer.output)  # (B, D)
+        gate, up = F.linear(rms_norm(layer.post_attention_norm, hidden), layer.gate_up).chunk(2, dim=-1)
+        hidden = hidden + F.linear(up * layer.activation(gate), layer.down)  # (B, D); gate, up: (B, F)
     return rms_norm(decoder.norm, hidden).view(batch, 1, -1)  # (B, 1, D)
+
+
+def rotary_cos_sin(rotary: nn.Module, position: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rotary(x, position_ids=[[position]])` of the decoder's default rotary embedding for `x` of `dtype`:
+    the same operations without the module call's wrappers, `(1, 1, d)` cos and sin."""
+    inv_freq = rotary.inv_freq  # (d / 2,) float32
+    freqs = torch.full((1, 1, 1), position, dtype=torch.float32, device=inv_freq.device) * inv_freq
+    angles = torch.cat((freqs, freqs), dim=-1)  # (1, 1, d)
+    scaling = rotary.attention_scaling
+    return (angles.cos() * scaling).to(dtype), (angles.sin() * scaling).to(dtype)
 
 
 def rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
