@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 # ENV=hf_ad/PixelWatermaze-v0; the ids scripts/reproduce.sh accepts).
 ENV := hf_ad/DarkRoom-v0
 
-.PHONY: setup demo test test-slow lint bench bench-scale reproduce clean
+.PHONY: setup demo test test-slow lint bench bench-scale bench-gpu reproduce clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,9 @@ bench: $(STAMP)
 
 bench-scale: $(STAMP)  # training on 100M transitions read in place (minutes; ~7 GB, mostly the datasets Arrow cache)
 	$(BIN)/python scripts/bench.py scale
+
+bench-gpu: $(STAMP)  # on a CUDA GPU (install a CUDA build of torch first): speed and a short training (minutes)
+	$(BIN)/python scripts/bench.py gpu
 
 reproduce: $(STAMP)
 	ENV_ID=$(ENV) bash scripts/reproduce.sh

@@ -25,7 +25,8 @@ import torch
 from hf_ad.files import atomic_write_text
 
 SECTIONS = ("envs", "pixels", "sources", "model", "train", "windows", "rollout")
-EXTRA_SECTIONS = ("scale",)  # not in `all`: minutes and gigabytes (`make bench-scale`)
+# Not in `all`: minutes and gigabytes (`make bench-scale`); a CUDA GPU (`make bench-gpu`).
+EXTRA_SECTIONS = ("scale", "gpu")
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = (
     "# Benchmarks\n\n"

@@ -42,6 +42,18 @@ def best_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> flo
     return min(times)
 
 
+def synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], None]:
+    """`fn`, then a wait for the device's queued work: a CUDA call returns before its kernels finish."""
+    if device.type != "cuda":
+        return fn
+
+    def call() -> None:
+        fn()
+        torch.cuda.synchronize(device)
+
+    return call
+
+
 def matmul_peak_flops() -> float:
     """float32 FLOP/s of a large square matmul in this process (the achievable peak on these threads)."""
     a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
@@ -112,19 +124,22 @@ def bench_training(peak: float) -> str:
 
 @torch.inference_mode()
 def bench_acting(model: ADModel) -> str:
-    config = model.config
+    """The acting table on the model's device (the CPU here; `bench_gpu` runs it on a GPU)."""
+    config, device = model.config, model.device
     window = config.sliding_window
     model.eval()
     rows, speedups = [], {}
     for batch in STEP_BATCHES:
-        stream = random_inputs(config, batch, window)
+        stream = {key: value.to(device) for key, value in random_inputs(config, batch, window).items()}
         cache = model.new_cache()
         history = {key: value[:, :-1] for key, value in stream.items()}
         model(**history, past_key_values=cache)  # fill the window: the next step sees all 80 transitions
         step = {key: value[:, -1:] for key, value in stream.items()}
         repeats = 200 if batch == 1 else 40 if batch < 1024 else 15
-        cached = best_seconds(lambda step=step, cache=cache: model(**step, past_key_values=cache), repeats, 3)
-        recompute = best_seconds(lambda stream=stream: model(**stream), max(3, repeats // 10))
+        cached_call = synchronized(lambda s=step, c=cache: model(**s, past_key_values=c), device)
+        recompute_call = synchronized(lambda stream=stream: model(**stream), device)
+        cached = best_seconds(cached_call, repeats, 3)
+        recompute = best_seconds(recompute_call, max(3, repeats // 10))
         speedups[batch] = recompute / cached
         rows.append(
             f"| {batch} | {cached * 1e3:.2f} ms | {recompute * 1e3:.1f} ms | {recompute / cached:.1f}x "

@@ -40,7 +40,7 @@ AD_EPS_ENV_STEPS_PER_S = 300  # the public AD^eps evaluation over 81 goals with 
 GOAL_VS_AD_EPS = 100
 
 
-def paper_size_pipeline() -> InContextRLPipeline:
+def paper_size_pipeline(device: str = "cpu") -> InContextRLPipeline:
     torch.manual_seed(0)
     config = ADConfig(
         hidden_size=64,
@@ -50,7 +50,7 @@ def paper_size_pipeline() -> InContextRLPipeline:
         env_id=constants.DARK_ROOM,
         test_tasks=[list(task) for task in all_tasks(constants.DARK_ROOM)],
     )
-    return InContextRLPipeline(ADModel(config), task=constants.PIPELINE_TASK, device="cpu")
+    return InContextRLPipeline(ADModel(config), task=constants.PIPELINE_TASK, device=device)
 
 
 def full_window_prompt(num_tasks: int) -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_model import MATMUL_SIZE, best_seconds, forward_flops_per_transition
+from bench_model import MATMUL_SIZE, best_seconds, forward_flops_per_transition, synchronized
 from torch import nn
 from torch.nn import functional as F
 
@@ -43,6 +43,7 @@ from hf_ad.sources import SOURCES
 from hf_ad.training import TrainConfig, train
 
 THREADS = 2
+CPU = torch.device("cpu")
 BATCH, CONTEXT = 64, 160
 HF_AD_STEPS, BASELINE_STEPS = 9, 5
 REFERENCE = 4_700  # transitions/s of the public AD^eps code's small CPU config here (14,000 tokens/s / 3)
@@ -70,6 +71,18 @@ def make_dataset(folder: Path) -> Path:
     return generate_histories(GenerateConfig(out=str(folder / "histories")), source, progress=False)
 
 
+def training_data(folder: Path) -> tuple[Path, dict[str, np.ndarray], np.ndarray]:
+    """The Dark Room dataset both trainers read, its columns in RAM and the baseline's window starts."""
+    dataset = make_dataset(folder)
+    histories, metadata = load_histories(dataset)
+    # In RAM, as the AD^eps code holds its data (hf_ad's own `train()` reads the columns in place).
+    columns = {name: column.to_numpy() for name, column in dataset_columns(histories).items()}
+    windows = HistoryWindows(columns, CONTEXT, num_actions=5, tasks=metadata["task_split"]["train"])
+    # The baseline's windows: the same kind (inside one history), in a random order.
+    starts = windows.window_starts(np.random.default_rng(0).permutation(windows.num_windows))
+    return dataset, columns, starts
+
+
 def reset_accelerate() -> None:
     from accelerate.state import AcceleratorState, GradientState
 
@@ -77,9 +90,12 @@ def reset_accelerate() -> None:
     GradientState._reset_state()
 
 
-def hf_ad_transitions_per_second(dataset: Path, output_dir: Path, model: dict, mixed_precision: str) -> float:
+def hf_ad_transitions_per_second(
+    dataset: Path, output_dir: Path, model: dict, mixed_precision: str, batch: int = BATCH
+) -> float:
     """The real `train()`, timed step by step: transitions/s at the median time from one `train_step` call to
-    the next (data, step and the loop's own work; a median resists the load of a shared machine)."""
+    the next (data, step and the loop's own work; a median resists the load of a shared machine). It runs
+    where Accelerate puts it: the GPU if there is one."""
     import hf_ad.training as training
 
     reset_accelerate()
@@ -87,7 +103,7 @@ def hf_ad_transitions_per_second(dataset: Path, output_dir: Path, model: dict, m
         dataset=str(dataset),
         output_dir=str(output_dir),
         max_steps=HF_AD_STEPS,
-        batch_size=BATCH,
+        batch_size=batch,
         context=CONTEXT,
         save_steps=0,
         report_to="none",
@@ -158,31 +174,39 @@ class ThreeTokenAD(nn.Module):
         return F.cross_entropy(self.head(hidden).flatten(0, 1), actions.flatten())
 
 
-def baseline_transitions_per_second(columns: dict[str, np.ndarray], starts: np.ndarray, model: dict) -> float:
+def baseline_transitions_per_second(
+    columns: dict[str, np.ndarray],
+    starts: np.ndarray,
+    model: dict,
+    device: torch.device = CPU,
+    batch_size: int = BATCH,
+) -> float:
     torch.manual_seed(0)
     # Full causal attention over the whole 3 x CONTEXT token sequence, as AD^eps does.
     config = ADConfig(**model, sliding_window=3 * CONTEXT, max_context=3 * CONTEXT)
-    network = ThreeTokenAD(config).train()
+    network = ThreeTokenAD(config).to(device).train()
     optimizer = torch.optim.AdamW(network.parameters(), lr=3e-4, betas=(0.9, 0.99), weight_decay=0.0)
-    loader = torch.utils.data.DataLoader(PerSampleWindows(columns, starts, CONTEXT), batch_size=BATCH)
+    loader = torch.utils.data.DataLoader(PerSampleWindows(columns, starts, CONTEXT), batch_size=batch_size)
     batches = iter(loader)
     starts = []
     for _ in range(BASELINE_STEPS + 1):
         starts.append(time.perf_counter())
-        batch = next(batches)
+        batch = {key: value.to(device) for key, value in next(batches).items()}
         loss = network(batch["observations"], batch["actions"], batch["rewards"])
         loss.backward()
         nn.utils.clip_grad_norm_(network.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return BATCH * CONTEXT / float(np.median(np.diff(starts)))
+        loss.item()  # wait for the step, as hf_ad's loop does when it checks the loss
+    return batch_size * CONTEXT / float(np.median(np.diff(starts)))
 
 
-def matmul_peak(dtype: torch.dtype) -> float:
-    """FLOP/s of a large square matmul in `dtype` on this process's threads."""
-    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype)
-    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype)
-    return 2 * MATMUL_SIZE**3 / best_seconds(lambda: torch.matmul(a, b), repeats=10, warmup=2)
+def matmul_peak(dtype: torch.dtype, device: torch.device = CPU, size: int = MATMUL_SIZE) -> float:
+    """FLOP/s of a large square matmul in `dtype` on `device` (on the CPU: this process's threads)."""
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
+    product = synchronized(lambda: torch.matmul(a, b), device)
+    return 2 * size**3 / best_seconds(product, repeats=10, warmup=2)
 
 
 def run() -> str:
@@ -191,13 +215,7 @@ def run() -> str:
     torch.set_num_threads(THREADS)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            dataset = make_dataset(Path(tmp))
-            histories, metadata = load_histories(dataset)
-            # In RAM, as the AD^eps code holds its data (hf_ad's own `train()` reads the columns in place).
-            columns = {name: column.to_numpy() for name, column in dataset_columns(histories).items()}
-            windows = HistoryWindows(columns, CONTEXT, num_actions=5, tasks=metadata["task_split"]["train"])
-            # The baseline's windows: the same kind (inside one history), in a random order.
-            starts = windows.window_starts(np.random.default_rng(0).permutation(windows.num_windows))
+            dataset, columns, starts = training_data(Path(tmp))
             peaks = {"no": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
             rows, achieved = [], {}
             for index, (label, model) in enumerate(MODELS.items()):
