@@ -136,30 +136,54 @@ class SlidingWindowCache(DynamicCache):
     def __init__(self, num_layers: int, sliding_window: int):
         Cache.__init__(self, layers=[RingBufferSlidingWindowLayer(sliding_window) for _ in range(num_layers)])
         self.stream_decoder: Phi3Model | None = None  # the decoder that `stream_step` last stepped
-        self.layer_weights: list[StreamLayer] = []  # its layers' weights, gathered on that first step
+        self.stream_weights: StreamWeights | None = None  # its weights, gathered on that first step
+
+
+class Norm(NamedTuple):
+    """An RMSNorm's weight and epsilon, as `torch.rms_norm` takes them."""
+
+    shape: tuple[int, ...]
+    weight: nn.Parameter  # (D,)
+    eps: float
 
 
 class StreamLayer(NamedTuple):
     """One decoder layer's weights as `stream_step` reads them: gathered once per cache, not per step."""
 
-    input_norm: nn.Module
+    input_norm: Norm
     qkv: nn.Parameter  # (3D, D)
     output: nn.Parameter  # (D, D)
-    post_attention_norm: nn.Module
+    post_attention_norm: Norm
     gate_up: nn.Parameter  # (2F, D)
     down: nn.Parameter  # (D, F)
     activation: Callable[[torch.Tensor], torch.Tensor]
     scaling: float
 
 
-def stream_layers(decoder: Phi3Model) -> list[StreamLayer]:
-    """The weights of every layer of `decoder`, by reference: in-place updates and `.to()` are seen."""
-    return [
+class StreamWeights(NamedTuple):
+    """Everything `stream_step` reads of a decoder, by reference: in-place updates and `.to()` are seen."""
+
+    layers: list[StreamLayer]
+    final_norm: Norm
+    heads: int
+    inv_freq: torch.Tensor  # (d / 2,) float32: the rotary frequencies
+    rotary_scaling: float
+    # rotate_half(x) * sin == x.roll(d / 2) * (sin * signs) exactly: the sign moves from x's half onto sin
+    signed_scaling: torch.Tensor  # (d,) float32: -scaling on the first half, +scaling on the second
+
+
+def norm_of(module: nn.Module) -> Norm:
+    return Norm(tuple(module.weight.shape), module.weight, module.variance_epsilon)
+
+
+def stream_weights(decoder: Phi3Model) -> StreamWeights:
+    """What `stream_step` reads of `decoder`: the parameters themselves, gathered once per cache."""
+    layers = [
         StreamLayer(
-            layer.input_layernorm,
+            norm_of(layer.input_layernorm),
             layer.self_attn.qkv_proj.weight,
             layer.self_attn.o_proj.weight,
-            layer.post_attention_layernorm,
+            norm_of(layer.post_attention_layernorm),
             layer.mlp.gate_up_proj.weight,
             layer.mlp.down_proj.weight,
             # nn.SiLU's forward is F.silu: the same numbers without a module call per step
@@ -168,6 +192,18 @@ def stream_layers(decoder: Phi3Model) -> list[StreamLayer]:
         )
         for layer in decoder.layers
     ]
+    inv_freq = decoder.rotary_emb.inv_freq  # (d / 2,)
+    scaling = decoder.rotary_emb.attention_scaling
+    signs = torch.ones(2, inv_freq.shape[0], device=inv_freq.device)  # (2, d / 2)
+    signs[0] = -1.0
+    return StreamWeights(
+        layers,
+        norm_of(decoder.norm),
+        decoder.config.num_attention_heads,
+        inv_freq,
+        scaling,
+        signs.flatten() * scaling,
+    )
 
 
 def stream_step(decoder: Phi3Model, tokens: torch.Tensor, cache: SlidingWindowCache) -> torch.Tensor:
@@ -178,47 +214,41 @@ def stream_step(decoder: Phi3Model, tokens: torch.Tensor, cache: SlidingWindowCa
     machinery cost more than the arithmetic. The single query attends to every state the cache returns (the
     last `sliding_window` transitions, itself included), so no mask is needed. The same operations on the
     same numbers as `decoder(inputs_embeds=tokens, past_key_values=cache)`, so the same logits bit for bit
-    (tests/test_modeling_ad.py): sampled actions, and the shipped evaluations, do not change. The layers'
-    weights are gathered on the cache's first step (`stream_layers`) and kept with it: the parameters
+    (tests/test_modeling_ad.py): sampled actions, and the shipped evaluations, do not change. The decoder's
+    weights are gathered on the cache's first step (`stream_weights`) and kept with it: the parameters
     themselves, so changes in place reach later steps; a parameter replaced by a new one needs a new cache.
     """
-    batch, heads = tokens.shape[0], decoder.config.num_attention_heads
     if cache.stream_decoder is not decoder:  # the cache's first step (or another model's cache)
-        cache.stream_decoder, cache.layer_weights = decoder, stream_layers(decoder)
-    layers = cache.layer_weights
-    position = cache.layers[0].cumulative_length
-    cos, sin = rotary_cos_sin(decoder.rotary_emb, position, tokens.dtype)  # (1, 1, d) each
+        cache.stream_decoder, cache.stream_weights = decoder, stream_weights(decoder)
+    weights = cache.stream_weights
+    batch, heads = tokens.shape[0], weights.heads
+    cos, signed_sin = rotary_cos_sin(weights, cache.layers[0].cumulative_length, tokens.dtype)  # (d,) each
     half = cos.shape[-1] // 2
-    # rotate_half(x) * sin == x.roll(half) * signed_sin exactly: a sign moves from x's half to sin's.
-    signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)  # (1, 1, d)
     hidden = tokens.view(batch, -1)  # (B, D): 2-D operands spare the linear layers a reshape
-    for layer, layer_cache in zip(layers, cache.layers, strict=True):
-        qkv = F.linear(rms_norm(layer.input_norm, hidden), layer.qkv)  # (B, 3D)
+    for layer, layer_cache in zip(weights.layers, cache.layers, strict=True):
+        qkv = F.linear(torch.rms_norm(hidden, *layer.input_norm), layer.qkv)  # (B, 3D)
         qkv = qkv.view(batch, 3 * heads, 1, -1)  # (B, 3H, 1, d): queries, keys, values by head
         query_keys = qkv[:, : 2 * heads]  # (B, 2H, 1, d)
         rotated = query_keys * cos + query_keys.roll(half, dims=-1) * signed_sin  # (B, 2H, 1, d)
         keys, values = layer_cache.update(rotated[:, heads:], qkv[:, 2 * heads :])  # (B, H, S, d) each
         out = F.scaled_dot_product_attention(rotated[:, :heads], keys, values, scale=layer.scaling)
         hidden = hidden + F.linear(out.view(batch, -1), layer.output)  # (B, D)
-        gate, up = F.linear(rms_norm(layer.post_attention_norm, hidden), layer.gate_up).chunk(2, dim=-1)
-        hidden = hidden + F.linear(up * layer.activation(gate), layer.down)  # (B, D); gate, up: (B, F)
-    return rms_norm(decoder.norm, hidden).view(batch, 1, -1)  # (B, 1, D)
+        normed = torch.rms_norm(hidden, *layer.post_attention_norm)  # (B, D)
+        gate, up = F.linear(normed, layer.gate_up).chunk(2, dim=-1)  # (B, F) each
+        hidden = hidden + F.linear(up * layer.activation(gate), layer.down)  # (B, D)
+    return torch.rms_norm(hidden, *weights.final_norm).view(batch, 1, -1)  # (B, 1, D)
 
 
-def rotary_cos_sin(rotary: nn.Module, position: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """`rotary(x, position_ids=[[position]])` of the decoder's default rotary embedding for `x` of `dtype`:
-    the same operations without the module call's wrappers, `(1, 1, d)` cos and sin."""
-    inv_freq = rotary.inv_freq  # (d / 2,) float32
-    freqs = torch.full((1, 1, 1), position, dtype=torch.float32, device=inv_freq.device) * inv_freq
-    angles = torch.cat((freqs, freqs), dim=-1)  # (1, 1, d)
-    scaling = rotary.attention_scaling
-    return (angles.cos() * scaling).to(dtype), (angles.sin() * scaling).to(dtype)
-
-
-def rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """`norm(hidden)` for the decoder's RMSNorm, by PyTorch's fused kernel: the same numbers in float32
-    (tests/test_modeling_ad.py), one call instead of seven small operations."""
-    return F.rms_norm(hidden, norm.weight.shape, norm.weight, norm.variance_epsilon)
+def rotary_cos_sin(
+    weights: StreamWeights, position: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(cos, signed_sin)`, `(d,)` each, of the decoder's default rotary embedding at `position` for
+    states of `dtype`: `rotary(x, position_ids=[[position]])`'s numbers (the sine's first half negated, see
+    `StreamWeights`) without the module call's wrappers, in five operations instead of thirteen."""
+    freqs = weights.inv_freq * float(position)  # (d / 2,): the decoder's position x frequency products
+    angles = torch.cat((freqs, freqs))  # (d,)
+    cos = angles.cos() * weights.rotary_scaling
+    return cos.to(dtype), (angles.sin() * weights.signed_scaling).to(dtype)
 
 
 def decoder_config(config: ADConfig) -> Phi3Config:
