@@ -20,6 +20,7 @@ measured in the same run, on the same GPU:
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -53,6 +54,11 @@ EVAL_SEEDS, EVAL_EPISODES = 5, 100
 EVAL_RANGES = ("episodes 1-10", "episodes 41-50", "episodes 91-100")
 
 
+def progress(text: str) -> None:
+    """Each row as it is measured, on stderr: a run cut short by a time limit still shows what it got."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def gpu() -> torch.device:
     if not torch.cuda.is_available():
         raise SystemExit(
@@ -77,6 +83,7 @@ def training_rows(device: torch.device, tmp: Path, peaks: dict[str, float]) -> l
                     f"| {label} | {batch} | {name} | {ours:,.0f} | {fraction:.2%} | {baseline:,.0f} "
                     f"| {ours / baseline:.1f}x |"
                 )
+                progress(rows[-1])
     return rows
 
 
@@ -89,6 +96,7 @@ def rollout_rows(device: torch.device) -> list[str]:
             f"| {num_tasks} | {figures['cached_wall']:,.0f} | {figures['recompute_wall']:,.0f} "
             f"| {figures['ratio_wall']:,.0f}x |"
         )
+        progress(rows[-1])
     return rows
 
 
@@ -124,6 +132,7 @@ def short_training(tmp: Path) -> list[str]:
         rows.append(
             f"| {name} | {state['step']} | {state['wall_time_s']:,.0f} s | {state['loss']:.4f} | {returns} |"
         )
+        progress(rows[-1])
     return rows
 
 
@@ -135,11 +144,13 @@ def run() -> str:
         "no": matmul_peak(torch.float32, device, PEAK_SIZE),
         "bf16": matmul_peak(torch.bfloat16, device, PEAK_SIZE),
     }
+    progress(f"matmul peaks (TFLOP/s): float32 {peaks['no'] / 1e12:.1f}, bf16 {peaks['bf16'] / 1e12:.1f}")
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         train_rows = training_rows(device, tmp, peaks)
         torch.manual_seed(0)
         acting = bench_acting(ADModel(ADConfig()).to(device))
+        progress(acting)
         rollout = rollout_rows(device)
         short = short_training(tmp)
     training = DARK_ROOM_RECIPE.training
