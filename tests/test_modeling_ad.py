@@ -210,6 +210,20 @@ def test_the_lean_steps_rotary_angles_are_the_decoders():
 
 
 @torch.no_grad()
+def test_torch_compile_traces_the_streaming_step_and_the_full_forward():
+    """`torch.compile(model)` runs both paths with the same numbers (dynamo's `eager` backend: no C++
+    compiler needed); the streaming step used to break it by reading a field of a bare `ModelOutput`."""
+    model = tiny_model()
+    stream = random_stream(model.config, batch=2, steps=2 * WINDOW)
+    compiled = torch.compile(model, backend="eager")
+    streamed = stream_step_by_step(model, stream, model.new_cache())
+    assert torch.equal(stream_step_by_step(compiled, stream, model.new_cache()), streamed)
+    full = model(**inputs(stream), labels=stream["labels"])
+    compiled_full = compiled(**inputs(stream), labels=stream["labels"])
+    assert torch.equal(compiled_full.logits, full.logits) and torch.equal(compiled_full.loss, full.loss)
+
+
+@torch.no_grad()
 def test_prefill_in_pieces_matches_the_full_forward():
     model = tiny_model()
     stream = random_stream(model.config, batch=2, steps=27)

@@ -567,20 +567,21 @@ class ADModel(ADPreTrainedModel):
             keep = torch.rand(tokens.shape[:2], device=tokens.device) >= self.config.token_mask_prob  # (B, T)
             tokens = torch.where(keep.unsqueeze(-1), tokens, self.mask_embedding.to(tokens.dtype))
         tokens = self.input_dropout(tokens)
+        attentions = None
         if self._streams_one_step(tokens, past_key_values, output_attentions):
-            hidden = ModelOutput(
-                last_hidden_state=stream_step(self.decoder, tokens, past_key_values),
-                past_key_values=past_key_values,
-            )
+            states = stream_step(self.decoder, tokens, past_key_values)  # (B, 1, D)
         else:
-            hidden = self.decoder(
+            decoded = self.decoder(
                 inputs_embeds=tokens,
                 attention_mask=self._decoder_mask(tokens, attention_mask, past_key_values),
                 past_key_values=past_key_values,
                 use_cache=use_cache,
                 **({"output_attentions": True} if output_attentions else {}),
             )
-        logits = self.action_head(hidden.last_hidden_state)  # (B, T, A)
+            states, past_key_values = decoded.last_hidden_state, decoded.past_key_values  # (B, T, D)
+            if output_attentions:
+                attentions = decoded.attentions  # per layer (B, H, T, keys)
+        logits = self.action_head(states)  # (B, T, A)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
@@ -589,10 +590,7 @@ class ADModel(ADPreTrainedModel):
                 ignore_index=IGNORE_INDEX,
                 label_smoothing=self.config.label_smoothing,
             )
-        attentions = hidden.attentions if output_attentions else None  # per layer (B, H, T, keys)
-        return ADOutput(
-            loss=loss, logits=logits, past_key_values=hidden.past_key_values, attentions=attentions
-        )
+        return ADOutput(loss=loss, logits=logits, past_key_values=past_key_values, attentions=attentions)
 
     def _decoder_mask(
         self, tokens: torch.Tensor, attention_mask: torch.Tensor | None, cache: Cache | None
